@@ -1,0 +1,102 @@
+# ebb: build, test, bench, install.  Plain GNU make; no other build tool.
+#   make            build/libebb.so and build/libebb.a
+#   make test       every test (see test/run.sh)
+#   make bench      the benchmark suite (bench/)
+#   make install    PREFIX=/usr/local (DESTDIR honoured)
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BUILD   := build
+VERSION := 0.1.0
+
+WARN    := -Wall -Wextra -Werror
+# -fno-builtin-*: the compiler must not turn our own malloc+memset into a call
+# to calloc (or similar), which would recurse into ourselves.
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -pthread -fPIC -fvisibility=hidden \
+             -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc \
+             -fno-builtin-free -ftls-model=initial-exec $(WARN) -Iinclude -Isrc
+OPT     ?= -O2 -g
+CFLAGS_LIB := $(BASEFLAGS) $(OPT) $(EXTRA_CFLAGS)
+
+SRCS    := $(wildcard src/*.c)
+OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+# The same sources without the malloc-family override, with sanitizers: the
+# ebb_* API runs on top of the sanitizer's own malloc.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_OBJS := $(patsubst src/%.c,$(BUILD)/san/%.o,$(SRCS))
+HDRS    := $(wildcard src/*.h) include/ebb.h
+
+.PHONY: all test bench install uninstall clean
+all: $(BUILD)/libebb.so $(BUILD)/libebb.a
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(BUILD)/san/%.o: src/%.c $(HDRS) | $(BUILD)/san
+	$(CC) $(BASEFLAGS) -O1 -g $(SAN_FLAGS) -DEBB_OVERRIDE=0 -c $< -o $@
+
+$(BUILD)/libebb.so: $(OBJS)
+	$(CC) -shared -pthread -Wl,-soname,libebb.so -Wl,-z,now -o $@ $(OBJS)
+
+$(BUILD)/libebb.a: $(OBJS)
+	rm -f $@ && ar rcs $@ $(OBJS)
+
+$(BUILD)/libebb-san.a: $(SAN_OBJS)
+	rm -f $@ && ar rcs $@ $(SAN_OBJS)
+
+$(BUILD)/obj $(BUILD)/san $(BUILD)/test:
+	mkdir -p $@
+
+# ---- tests ---------------------------------------------------------------
+# test/t_*.c   linked with build/libebb.so (the malloc family is ebb's)
+# test/unit_*.c linked with build/libebb.a and the internal headers
+# test/api_*.c  use only the ebb_* API: built against libebb.a and again
+#               against the sanitizer build (build/test/NAME-san)
+# test/*.sh     scripts (real programs, valgrind, ...); test/run.sh runs all
+TEST_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O1 -g -pthread $(WARN) -Iinclude -Isrc \
+               -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc
+T_BINS    := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/t_*.c))
+UNIT_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/unit_*.c))
+API_BINS  := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/api_*.c))
+API_SAN_BINS := $(patsubst test/%.c,$(BUILD)/test/%-san,$(wildcard test/api_*.c))
+TEST_BINS := $(T_BINS) $(UNIT_BINS) $(API_BINS) $(API_SAN_BINS)
+
+$(BUILD)/test/t_%: test/t_%.c test/testutil.h $(BUILD)/libebb.so | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lebb -lm
+
+$(BUILD)/test/unit_%: test/unit_%.c test/testutil.h $(BUILD)/libebb.a | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libebb.a -lm
+
+$(BUILD)/test/api_%: test/api_%.c test/testutil.h $(BUILD)/libebb.a | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(BUILD)/libebb.a -lm
+
+$(BUILD)/test/api_%-san: test/api_%.c test/testutil.h $(BUILD)/libebb-san.a | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $(SAN_FLAGS) $< -o $@ $(BUILD)/libebb-san.a -lm
+
+test-bins: all $(TEST_BINS)
+
+test: test-bins
+	@test/run.sh
+
+# ---- bench ---------------------------------------------------------------
+bench: all
+	@bench/run.sh
+
+# ---- install -------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+	install -m 755 $(BUILD)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
+	install -m 644 $(BUILD)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
+	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    tools/ebb.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
+	      $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,232 @@
+/* The ebb_* API and the generic paths behind the inline fast paths:
+ * first allocation of a thread, sizes above 1 KiB, aligned requests, huge
+ * blocks, frees from other threads, realloc, and every check of bad input. */
+#include <errno.h>
+#include <string.h>
+
+#include "fastpath.h"
+
+/* ---- allocation ---------------------------------------------------------- */
+static ebb_heap_t *heap_for_alloc(void) {
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (unlikely(heap == &ebb_empty_heap)) {
+    heap = heap_get_or_create();
+    if (heap == NULL) errno = ENOMEM;
+  }
+  return heap;
+}
+
+void *alloc_generic(size_t size, bool zero) {
+  if (size > EBB_LARGE_MAX) {
+    if (size > EBB_MAX_REQUEST) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    ebb_init();
+    return huge_alloc(size, 0, zero);
+  }
+  ebb_heap_t *heap = heap_for_alloc();
+  if (heap == NULL) return NULL;
+  return page_alloc_slow(heap, size, size_class_of(size), zero);
+}
+
+/* `alignment` is a power of two.  Up to 64 KiB it is met by a size class
+ * whose size is a multiple of it (pages start on 64 KiB boundaries); beyond,
+ * by a huge mapping. */
+void *alloc_aligned(size_t alignment, size_t size, bool zero) {
+  if (alignment <= 8) return alloc_generic(size, zero);
+  if (size > EBB_MAX_REQUEST) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (alignment <= EBB_MAX_CLASS_ALIGN && size <= EBB_LARGE_MAX) {
+    size_t want = ((size ? size : 1) + alignment - 1) & ~(alignment - 1);
+    if (want <= EBB_LARGE_MAX) {
+      unsigned cls = size_class_of(want);
+      while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
+      ebb_heap_t *heap = heap_for_alloc();
+      if (heap == NULL) return NULL;
+      return page_alloc_slow(heap, size, cls, zero);
+    }
+  }
+  ebb_init();
+  return huge_alloc(size, alignment, zero);
+}
+
+/* ---- free ------------------------------------------------------------------ */
+static void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
+  ebb_block_t *old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  do {
+    block->next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, block,
+                                                  memory_order_seq_cst, memory_order_relaxed));
+  /* The page sits on its owner's full list: tell the owner where to look.
+   * Safe after the push: segments and heaps are never unmapped. */
+  if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
+    if (!atomic_load_explicit(&seg->remote_full, memory_order_relaxed))
+      atomic_store_explicit(&seg->remote_full, 1, memory_order_seq_cst);
+    ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
+    if (owner && !atomic_load_explicit(&owner->remote_full, memory_order_relaxed))
+      atomic_store_explicit(&owner->remote_full, 1, memory_order_seq_cst);
+  }
+}
+
+/* Find the page of a pointer handed to `call`, or report it and abort. */
+static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t **seg_out) {
+  if (!segmap_test(ebb_segmap, (uintptr_t)p)) {
+    ebb_segment_t *seg = huge_segment_of_shifted(p);
+    if (seg && seg->pages[0].start == p) {
+      *seg_out = seg;
+      return &seg->pages[0];
+    }
+    ebb_fatal_pointer(call, p, "pointer not allocated by ebb");
+  }
+  ebb_segment_t *seg = segment_of(p);
+  ebb_page_t *page = page_of(seg, p);
+  if (!page_is_block_start(page, p))
+    ebb_fatal_pointer(call, p,
+                      page->block_area ? "pointer inside a block, not at its start"
+                                       : "pointer not allocated by ebb, or already freed");
+  *seg_out = seg;
+  return page;
+}
+
+void free_generic(void *p, const char *call, size_t checked_size) {
+  if (p == NULL) return;
+  ebb_segment_t *seg;
+  ebb_page_t *page = page_checked(p, call, &seg);
+  if (checked_size > page->block_size)
+    ebb_fatal_pointer(call, p, "size given is larger than the block");
+  if (seg->kind == EBB_SEGMENT_HUGE) {
+    huge_free(seg, page);
+    return;
+  }
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == heap) {
+    ebb_block_t *block = p;
+    block->next = page->local_free;
+    page->local_free = block;
+    if ((int64_t)(--page->used) <= 0) page_after_local_free(heap, page);
+    return;
+  }
+  free_remote(seg, page, p);
+}
+
+size_t usable_size_checked(const void *p, const char *call) {
+  if (p == NULL) return 0;
+  ebb_segment_t *seg;
+  return page_checked(p, call, &seg)->block_size;
+}
+
+/* ---- realloc --------------------------------------------------------------- */
+void *realloc_generic(void *p, size_t size, size_t alignment, const char *call) {
+  if (p == NULL) return alignment ? alloc_aligned(alignment, size, false) : alloc_generic(size, false);
+  size_t usable = usable_size_checked(p, call); /* checks p */
+  if (size == 0 && alignment == 0) {            /* glibc frees and returns NULL */
+    free_generic(p, call, 0);
+    return NULL;
+  }
+  if (size > EBB_MAX_REQUEST) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  bool aligned = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
+  /* Fits, and not so much smaller that keeping the block wastes memory. */
+  if (aligned && size <= usable && (size >= usable / 2 || usable <= 128)) return p;
+  if (aligned && size > EBB_LARGE_MAX && segmap_test(ebb_segmap, (uintptr_t)p)) {
+    ebb_segment_t *seg = segment_of(p);
+    if (seg->kind == EBB_SEGMENT_HUGE) {
+      void *q = huge_realloc(seg, &seg->pages[0], size);
+      if (q != NULL) return q;
+      if (size <= usable) return p;
+      return NULL;
+    }
+  }
+  void *q = alignment ? alloc_aligned(alignment, size, false) : alloc_generic(size, false);
+  if (q == NULL) return NULL;
+  memcpy(q, p, size < usable ? size : usable);
+  free_generic(p, call, 0);
+  return q;
+}
+
+/* ---- the ebb_* API ----------------------------------------------------------- */
+static bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+EBB_EXPORT const char *ebb_version(void) { return EBB_VERSION_STRING; }
+
+EBB_EXPORT void *ebb_malloc(size_t size) { return malloc_fast(size); }
+
+EBB_EXPORT void *ebb_calloc(size_t count, size_t size) { return calloc_fast(count, size); }
+
+EBB_EXPORT void ebb_free(void *p) { free_fast(p, "free", 0); }
+
+EBB_EXPORT void ebb_free_sized(void *p, size_t size) {
+  if (p == NULL) return;
+  free_fast(p, "ebb_free_sized", size);
+}
+
+EBB_EXPORT void *ebb_realloc(void *p, size_t size) { return realloc_generic(p, size, 0, "realloc"); }
+
+EBB_EXPORT void *ebb_reallocarray(void *p, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc_generic(p, total, 0, "reallocarray");
+}
+
+EBB_EXPORT void *ebb_realloc_aligned(void *p, size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return realloc_generic(p, size, alignment > 8 ? alignment : 0, "ebb_realloc_aligned");
+}
+
+EBB_EXPORT void *ebb_aligned_alloc(size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(alignment, size, false);
+}
+
+EBB_EXPORT int ebb_posix_memalign(void **out, size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+  int saved = errno;
+  void *p = alloc_aligned(alignment, size, false);
+  errno = saved;
+  if (p == NULL) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+EBB_EXPORT void *ebb_memalign(size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment)) {
+    /* glibc rounds a non-power-of-two alignment up */
+    if (alignment > ((size_t)1 << (sizeof(size_t) * 8 - 1))) {
+      errno = EINVAL;
+      return NULL;
+    }
+    size_t a = 1;
+    while (a < alignment) a <<= 1;
+    alignment = a;
+  }
+  return alloc_aligned(alignment, size, false);
+}
+
+EBB_EXPORT size_t ebb_usable_size(const void *p) { return usable_size_checked(p, "malloc_usable_size"); }
+
+EBB_EXPORT size_t ebb_good_size(size_t size) {
+  if (size <= EBB_LARGE_MAX) return class_size(size_class_of(size));
+  if (size > EBB_MAX_REQUEST) return 0;
+  ebb_init();
+  return (size + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+}
+
+EBB_EXPORT void ebb_collect(bool force) {
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (heap != &ebb_empty_heap) heap_collect(heap, force);
+  if (force) segment_pool_purge_all();
+}

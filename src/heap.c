@@ -1,0 +1,116 @@
+/* Thread heaps: one per thread, reached through one thread-local pointer.
+ *
+ * Until a thread first allocates, its pointer names a shared empty heap
+ * whose every direct entry is an empty page, so the fast path needs no
+ * "initialised?" test: the first malloc simply misses into the slow path,
+ * which creates the real heap.  A pthread key's destructor hands the heap's
+ * segments to the process when the thread exits; heap structs themselves are
+ * recycled, never unmapped (a remote freer may still read a stale owner). */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include "internal.h"
+
+ebb_page_t ebb_empty_page;
+ebb_heap_t ebb_empty_heap = {.direct = {[0 ... EBB_DIRECT_COUNT - 1] = &ebb_empty_page}};
+__thread ebb_heap_t *ebb_tls_heap = &ebb_empty_heap;
+
+static ebb_lock_t heap_pool_lock;
+static ebb_heap_t *heap_pool;     /* recycled heaps */
+static uint8_t *heap_chunk;       /* carving area for new heaps */
+static size_t heap_chunk_left;
+
+static pthread_key_t heap_key;
+static _Atomic int init_state; /* 0 none, 1 running, 2 done */
+static _Atomic(pthread_t) init_thread;
+
+static void heap_thread_exit(void *arg);
+
+static void prefork(void) {
+  lock_acquire(&heap_pool_lock);
+  segment_locks_prefork();
+}
+static void postfork_parent(void) {
+  segment_locks_postfork(false);
+  lock_release(&heap_pool_lock);
+}
+static void postfork_child(void) {
+  segment_locks_postfork(true);
+  atomic_store(&heap_pool_lock.held, 0);
+}
+
+/* Once per process.  pthread_atfork may itself call malloc: a recursive
+ * call from the initialising thread goes on without waiting. */
+void ebb_init(void) {
+  if (atomic_load_explicit(&init_state, memory_order_acquire) == 2) return;
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
+    atomic_store(&init_thread, pthread_self());
+    os_init();
+    pthread_key_create(&heap_key, heap_thread_exit);
+    pthread_atfork(prefork, postfork_parent, postfork_child);
+    atomic_store_explicit(&init_state, 2, memory_order_release);
+    return;
+  }
+  if (pthread_equal(atomic_load(&init_thread), pthread_self())) return;
+  while (atomic_load_explicit(&init_state, memory_order_acquire) != 2) sched_yield();
+}
+
+static ebb_heap_t *heap_new(void) {
+  lock_acquire(&heap_pool_lock);
+  ebb_heap_t *heap = heap_pool;
+  if (heap) {
+    heap_pool = heap->pool_next;
+  } else {
+    size_t size = (sizeof(ebb_heap_t) + 63) & ~(size_t)63;
+    if (heap_chunk_left < size) {
+      size_t chunk = (size_t)64 << 10;
+      uint8_t *mem = os_map(chunk);
+      if (mem == NULL) {
+        lock_release(&heap_pool_lock);
+        return NULL;
+      }
+      heap_chunk = mem;
+      heap_chunk_left = chunk;
+    }
+    heap = (ebb_heap_t *)heap_chunk;
+    heap_chunk += size;
+    heap_chunk_left -= size;
+  }
+  lock_release(&heap_pool_lock);
+  return heap;
+}
+
+static void heap_reset(ebb_heap_t *heap) {
+  memset(heap, 0, sizeof *heap);
+  for (size_t i = 0; i < EBB_DIRECT_COUNT; i++) heap->direct[i] = &ebb_empty_page;
+}
+
+ebb_heap_t *heap_get_or_create(void) {
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (heap != &ebb_empty_heap) return heap;
+  ebb_init();
+  heap = heap_new();
+  if (heap == NULL) return NULL;
+  heap_reset(heap);
+  heap->is_live = true;
+  /* Set the thread pointer first: pthread_setspecific may allocate. */
+  ebb_tls_heap = heap;
+  pthread_setspecific(heap_key, heap);
+  return heap;
+}
+
+static void heap_thread_exit(void *arg) {
+  ebb_heap_t *heap = arg;
+  if (heap == NULL || heap == &ebb_empty_heap) return;
+  /* Later destructors may still allocate: they get a fresh heap. */
+  ebb_tls_heap = &ebb_empty_heap;
+  heap->is_live = false;
+  segments_abandon(heap);
+  lock_acquire(&heap_pool_lock);
+  heap->pool_next = heap_pool;
+  heap_pool = heap;
+  lock_release(&heap_pool_lock);
+}

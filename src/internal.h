@@ -1,0 +1,252 @@
+/* ebb internal types and constants, shared by every source file.
+ *
+ * The shape of memory:
+ *   segment  4 MiB, aligned to 4 MiB, owned by one thread's heap.  Its first
+ *            64 KiB slice holds the segment header and one page descriptor per
+ *            slice; masking a pointer finds its segment.
+ *   slice    64 KiB, the unit segments hand out.
+ *   page     a span of slices holding blocks of one size class:
+ *            small  (<= 8 KiB)   1 slice
+ *            medium (<= 128 KiB) 8 slices
+ *            large  (<= 2 MiB)   enough slices for one block
+ *   huge     more than 2 MiB (or alignment above 64 KiB): its own mapping,
+ *            with a one-page segment header in front, unmapped on free.
+ */
+#ifndef EBB_INTERNAL_H
+#define EBB_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ebb.h"
+
+#if defined(__GNUC__)
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define EBB_NOINLINE __attribute__((noinline))
+#define EBB_INLINE static inline __attribute__((always_inline))
+#define EBB_EXPORT __attribute__((visibility("default")))
+#define EBB_COLD __attribute__((cold))
+#else
+#error "ebb needs gcc or clang"
+#endif
+
+/* ---- geometry ------------------------------------------------------------ */
+#define EBB_SEGMENT_SHIFT 22
+#define EBB_SEGMENT_SIZE ((size_t)1 << EBB_SEGMENT_SHIFT)
+#define EBB_SEGMENT_MASK (EBB_SEGMENT_SIZE - 1)
+#define EBB_SLICE_SHIFT 16
+#define EBB_SLICE_SIZE ((size_t)1 << EBB_SLICE_SHIFT)
+#define EBB_SLICES_PER_SEGMENT (EBB_SEGMENT_SIZE / EBB_SLICE_SIZE) /* 64 */
+#define EBB_MEDIUM_PAGE_SLICES 8
+
+#define EBB_SMALL_MAX ((size_t)8 << 10)    /* blocks in 1-slice pages */
+#define EBB_MEDIUM_MAX ((size_t)128 << 10) /* blocks in 8-slice pages */
+#define EBB_LARGE_MAX ((size_t)2 << 20)    /* one block a page */
+/* Alignments up to a slice come from size classes: pages start on a slice
+ * boundary, so a class whose size is a multiple of A has A-aligned blocks. */
+#define EBB_MAX_CLASS_ALIGN EBB_SLICE_SIZE
+
+/* Requests above this fail with ENOMEM before any arithmetic can overflow. */
+#define EBB_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * EBB_SEGMENT_SIZE)
+
+/* ---- size classes -------------------------------------------------------- */
+/* Classes 1..16 are exact multiples of 8 up to 128 B; above that, 8 classes
+ * per doubling up to EBB_LARGE_MAX (at most 12.5% rounding waste). */
+#define EBB_CLASS_COUNT 129 /* index 0 unused; class 128 is 2 MiB */
+#define EBB_DIRECT_MAX 1024 /* sizes served through heap->direct[] */
+#define EBB_DIRECT_COUNT (EBB_DIRECT_MAX / 8 + 1)
+
+EBB_INLINE unsigned size_class_of(size_t size) {
+  if (size <= 128) return size <= 8 ? 1 : (unsigned)((size + 7) >> 3);
+  size_t s = size - 1;
+  unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1) */
+  return 16u + (b - 7u) * 8u + (unsigned)((s >> (b - 3u)) & 7u) + 1u;
+}
+
+EBB_INLINE size_t class_size(unsigned c) {
+  if (c <= 16) return (size_t)c * 8;
+  unsigned k = c - 17u, b = 7u + k / 8u, i = k % 8u;
+  return ((size_t)1 << b) + (size_t)(i + 1u) * ((size_t)1 << (b - 3u));
+}
+
+/* ---- blocks, pages, segments, heaps ------------------------------------- */
+typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
+
+struct ebb_heap;
+
+/* `used` counts blocks handed out and not yet known to be freed; remote
+ * frees are subtracted when the owner collects them.  Bit 63 is set while the
+ * page sits on its heap's full list, so the owner's free path sees "needs
+ * attention" (page emptied, page was full, or a double free) in one signed
+ * test of the decremented value. */
+#define EBB_USED_FULL_BIT ((uint64_t)1 << 63)
+
+typedef struct ebb_page {
+  /* hot: touched by malloc and free */
+  ebb_block_t *free;        /* blocks ready to hand out */
+  ebb_block_t *local_free;  /* blocks the owner freed since the last collect */
+  uint64_t used;            /* see above */
+  uint8_t *start;           /* first block */
+  uint64_t divisor_magic;   /* offset*magic <= magic-1  <=>  block_size | offset */
+  uint32_t block_area;      /* bytes of blocks: offsets below are blocks */
+  uint32_t head_delta;      /* bytes back to the span's head descriptor */
+  size_t block_size;
+  _Atomic(ebb_block_t *) thread_free; /* frees from other threads */
+  /* cold */
+  struct ebb_page *next, *prev;       /* in a class queue or the full list */
+  uint32_t capacity;        /* blocks carved from the page so far */
+  uint32_t reserved;        /* blocks that fit */
+  uint16_t slice_count;     /* span length (head descriptor only) */
+  uint8_t class_idx;
+  uint8_t is_zero;          /* blocks on `free` are known to be zero */
+  uint8_t mem_fresh;        /* the page's memory came zeroed from the OS */
+  _Atomic uint8_t in_full;  /* on the full list; read by remote freers */
+  uint8_t pad_[34];
+} ebb_page_t;
+
+_Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
+
+enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
+
+typedef struct ebb_segment {
+  _Atomic(struct ebb_heap *) owner; /* NULL: abandoned, pooled or huge */
+  uint64_t used_slices;             /* bit i: slice i in a page (bit 0: header) */
+  uint64_t dirty_slices;            /* bit i: slice i written since last purge */
+  size_t map_size;                  /* huge: length of the whole mapping */
+  uint8_t *map_base;                /* huge: start of the whole mapping */
+  struct ebb_segment *next, *prev;  /* in a heap's list, the pool, or abandoned */
+  _Atomic uint8_t remote_full;      /* a remote free hit a full page here */
+  uint8_t kind;
+  uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
+  uint8_t pad_[5];
+  uint8_t pad2_[128 - 64];
+  ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
+} ebb_segment_t;
+
+_Static_assert(offsetof(ebb_segment_t, pages) == 128, "pages start on a cache line");
+_Static_assert(sizeof(ebb_segment_t) <= EBB_SLICE_SIZE, "header fits its slice");
+
+typedef struct ebb_page_queue { ebb_page_t *first, *last; } ebb_page_queue_t;
+
+typedef struct ebb_heap {
+  ebb_page_t *direct[EBB_DIRECT_COUNT]; /* size/8 -> page to allocate from */
+  ebb_page_queue_t queues[EBB_CLASS_COUNT];
+  ebb_page_queue_t full;                /* pages with no free block */
+  ebb_segment_t *segments;              /* owned, with at least one free slice */
+  ebb_segment_t *segments_full;         /* owned, every slice in use */
+  ebb_segment_t *cached_empty;          /* one empty segment kept for reuse */
+  _Atomic uint8_t remote_full;          /* some owned segment has remote_full */
+  bool is_live;                         /* belongs to a running thread */
+  struct ebb_heap *pool_next;
+} ebb_heap_t;
+
+/* ---- global state -------------------------------------------------------- */
+extern ebb_page_t ebb_empty_page;
+extern ebb_heap_t ebb_empty_heap;
+extern __thread ebb_heap_t *ebb_tls_heap;
+
+/* One bit per 4 MiB of address space below 2^48: set where an ebb segment
+ * (normal or huge) starts.  Tells ebb's pointers from others' without
+ * touching memory that may not be mapped. */
+#define EBB_ADDRESS_BITS 48
+#define EBB_SEGMAP_WORDS ((size_t)1 << (EBB_ADDRESS_BITS - EBB_SEGMENT_SHIFT - 6))
+extern _Atomic uint64_t ebb_segmap[EBB_SEGMAP_WORDS];
+/* Huge blocks aligned to 4 MiB or more keep their header 4 MiB below the
+ * block: this map marks the 4 MiB units where such a block starts. */
+extern _Atomic uint64_t ebb_segmap_shifted[EBB_SEGMAP_WORDS];
+
+EBB_INLINE bool segmap_test(_Atomic uint64_t *map, uintptr_t addr) {
+  uintptr_t unit = addr >> EBB_SEGMENT_SHIFT;
+  if (unlikely(unit >= EBB_SEGMAP_WORDS * 64)) return false;
+  uint64_t w = atomic_load_explicit(&map[unit >> 6], memory_order_relaxed);
+  return (w >> (unit & 63)) & 1;
+}
+void segmap_set(_Atomic uint64_t *map, uintptr_t addr, bool on);
+
+EBB_INLINE ebb_segment_t *segment_of(const void *p) {
+  return (ebb_segment_t *)((uintptr_t)p & ~(uintptr_t)EBB_SEGMENT_MASK);
+}
+/* The head descriptor of the page holding p (p inside a normal segment). */
+EBB_INLINE ebb_page_t *page_of(ebb_segment_t *seg, const void *p) {
+  size_t slice = ((uintptr_t)p >> EBB_SLICE_SHIFT) & (EBB_SLICES_PER_SEGMENT - 1);
+  ebb_page_t *page = &seg->pages[slice];
+  return (ebb_page_t *)((uint8_t *)page - page->head_delta);
+}
+EBB_INLINE size_t page_index(ebb_segment_t *seg, ebb_page_t *page) {
+  return (size_t)(page - seg->pages);
+}
+EBB_INLINE uint8_t *slice_start(ebb_segment_t *seg, size_t i) {
+  return (uint8_t *)seg + i * EBB_SLICE_SIZE;
+}
+EBB_INLINE uint32_t page_used(const ebb_page_t *page) { return (uint32_t)page->used; }
+
+/* Visit the head descriptor of every page in use.  Free slices may hold
+ * stale descriptors, so they advance by one; a page advances by its span
+ * (read before the body, which may free the page). */
+#define FOR_EACH_PAGE(seg, page)                                                  \
+  for (size_t i_ = 1, n_ = 1; i_ < EBB_SLICES_PER_SEGMENT; i_ += n_)              \
+    if (!(((seg)->used_slices >> i_) & 1)) {                                      \
+      n_ = 1;                                                                     \
+    } else                                                                        \
+      for (ebb_page_t *page = &(seg)->pages[i_]; page && ((n_ = page->slice_count), 1); \
+           page = NULL)
+
+/* ---- os.c: the OS layer -------------------------------------------------- */
+extern size_t ebb_os_page_size;
+extern _Atomic size_t ebb_os_mapped_bytes; /* address space ebb holds */
+extern _Atomic size_t ebb_huge_bytes, ebb_huge_count;
+void os_init(void);
+void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
+void *os_map_aligned(size_t size, size_t alignment, size_t offset);
+void os_unmap(void *p, size_t size);
+void os_purge(void *p, size_t size);       /* give pages back, keep the range */
+void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment, size_t offset);
+EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *reason)
+    __attribute__((noreturn));
+void ebb_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- sync.c: a tiny lock for the rare global paths ----------------------- */
+typedef struct { _Atomic int held; } ebb_lock_t;
+void lock_acquire(ebb_lock_t *l);
+void lock_release(ebb_lock_t *l);
+
+/* ---- segment.c: segments, spans, the pool, abandonment ------------------- */
+ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices);
+void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page);
+void *huge_alloc(size_t size, size_t alignment, bool zero);
+void huge_free(ebb_segment_t *seg, ebb_page_t *page);
+void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size);
+ebb_segment_t *huge_segment_of_shifted(const void *p);
+void segments_abandon(ebb_heap_t *heap);
+void segments_release_cached(ebb_heap_t *heap);
+void segment_pool_purge_all(void);
+void segment_locks_prefork(void);
+void segment_locks_postfork(bool child);
+
+/* ---- page.c: carving, collecting, queues --------------------------------- */
+void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero);
+void page_collect(ebb_page_t *page);
+void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
+               bool zero);
+void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page);
+void page_after_collect(ebb_heap_t *heap, ebb_page_t *page);
+void page_enqueue(ebb_heap_t *heap, ebb_page_t *page);
+void page_unqueue(ebb_heap_t *heap, ebb_page_t *page);
+void heap_handle_remote_full(ebb_heap_t *heap);
+void heap_collect(ebb_heap_t *heap, bool force);
+
+/* ---- heap.c: thread heaps ------------------------------------------------ */
+ebb_heap_t *heap_get_or_create(void);
+void ebb_init(void);
+
+/* ---- alloc.c: the slow paths behind fastpath.h --------------------------- */
+void *alloc_generic(size_t size, bool zero);
+void *alloc_aligned(size_t alignment, size_t size, bool zero);
+void free_generic(void *p, const char *call, size_t checked_size);
+void *realloc_generic(void *p, size_t size, size_t alignment, const char *call);
+size_t usable_size_checked(const void *p, const char *call);
+
+#endif /* EBB_INTERNAL_H */

@@ -1,0 +1,149 @@
+/* The OS layer: page size, mapping, unmapping, purging, and messages.
+ * Nothing here allocates from the C library, so it is safe before main, in
+ * a fork child and while the allocator itself is half initialised. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+size_t ebb_os_page_size = 4096;
+_Atomic size_t ebb_os_mapped_bytes;
+
+void os_init(void) {
+  /* Read at run time: arm64 kernels use 4, 16 or 64 KiB pages. */
+  unsigned long ps = getauxval(AT_PAGESZ);
+  if (ps == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    ps = v > 0 ? (unsigned long)v : 4096;
+  }
+  ebb_os_page_size = ps;
+}
+
+static void *map_raw(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  /* The segment map covers 2^48 bytes of address space; never hand out
+   * memory above it (only possible if a kernel maps there unasked). */
+  if (((uintptr_t)p + size) >> EBB_ADDRESS_BITS) {
+    munmap(p, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  atomic_fetch_add_explicit(&ebb_os_mapped_bytes, size, memory_order_relaxed);
+  return p;
+}
+
+static void unmap_raw(void *p, size_t size) {
+  int saved = errno;
+  if (munmap(p, size) != 0)
+    ebb_warning("munmap(%p, %zu) failed: %s", p, size, strerror(errno));
+  else
+    atomic_fetch_sub_explicit(&ebb_os_mapped_bytes, size, memory_order_relaxed);
+  errno = saved;
+}
+
+void *os_map(size_t size) { return map_raw(size); }
+
+/* Map `size` bytes at an address p where (p + offset) is a multiple of
+ * `alignment` (a power of two at least the page size), trimming the slack. */
+void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
+  if (size > SIZE_MAX - alignment) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t span = size + alignment;
+  uint8_t *p = map_raw(span);
+  if (p == NULL) return NULL;
+  uintptr_t want = (((uintptr_t)p + offset + alignment - 1) & ~(uintptr_t)(alignment - 1)) - offset;
+  if (want < (uintptr_t)p) want += alignment;
+  size_t head = want - (uintptr_t)p;
+  size_t tail = span - head - size;
+  if (head) unmap_raw(p, head);
+  if (tail) unmap_raw((uint8_t *)want + size, tail);
+  return (void *)want;
+}
+
+void os_unmap(void *p, size_t size) { unmap_raw(p, size); }
+
+void os_purge(void *p, size_t size) {
+  int saved = errno;
+  /* MADV_DONTNEED: the drop shows in RSS at once, and the range reads back
+   * as zeros (so a purged slice counts as fresh). */
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+/* Resize a mapping whose start must stay `alignment`-aligned after adding
+ * `offset`.  In place if the kernel can; otherwise moved (pages, not bytes)
+ * into a freshly reserved aligned range.  NULL + ENOMEM on failure, with the
+ * old mapping intact. */
+void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment,
+                       size_t offset) {
+  int saved = errno;
+  void *p = mremap(old, old_size, new_size, 0);
+  if (p != MAP_FAILED) {
+    if (new_size > old_size)
+      atomic_fetch_add_explicit(&ebb_os_mapped_bytes, new_size - old_size, memory_order_relaxed);
+    else
+      atomic_fetch_sub_explicit(&ebb_os_mapped_bytes, old_size - new_size, memory_order_relaxed);
+    errno = saved;
+    return p;
+  }
+  void *target = os_map_aligned(new_size, alignment, offset);
+  if (target == NULL) return NULL;
+  p = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  if (p == MAP_FAILED) {
+    unmap_raw(target, new_size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  /* target's range now holds the moved pages; the old range is gone */
+  atomic_fetch_sub_explicit(&ebb_os_mapped_bytes, old_size, memory_order_relaxed);
+  errno = saved;
+  return p;
+}
+
+/* Messages go straight to fd 2 with a stack buffer: stdio may allocate. */
+static void write_line(const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(2, buf, n);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      return;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+}
+
+void ebb_warning(const char *fmt, ...) {
+  char buf[256];
+  int saved = errno;
+  int n = snprintf(buf, sizeof buf, "ebb: warning: ");
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+  if (len > sizeof buf - 2) len = sizeof buf - 2;
+  buf[len++] = '\n';
+  write_line(buf, len);
+  errno = saved;
+}
+
+void ebb_fatal_pointer(const char *call, const void *p, const char *reason) {
+  char buf[200];
+  int n = snprintf(buf, sizeof buf, "ebb: %s(%p): %s\n", call, p, reason);
+  if (n > 0) write_line(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+  abort();
+}

@@ -1,0 +1,297 @@
+/* Pages: carving blocks, collecting frees, and the per-class queues.
+ *
+ * Each heap keeps, per size class, a queue of pages that may have free
+ * blocks; the first is the one malloc's fast path uses (heap->direct points
+ * at it for sizes up to 1 KiB).  A page found with nothing to give goes to
+ * the heap's full list, and comes back when a block on it is freed: by the
+ * owner (its free path sees the full bit in `used`) or by another thread
+ * (its push sees page->in_full and flags the segment and the heap).
+ *
+ * The in_full handshake is Dekker-style: the owner sets in_full, then reads
+ * thread_free; a remote freer pushes onto thread_free, then reads in_full
+ * (all sequentially consistent).  At least one of them sees the other, so a
+ * full page with remote frees is never forgotten. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* How many bytes of blocks one extension carves: small enough not to touch
+ * a whole page's memory for a few objects, large enough to amortise. */
+#define EBB_EXTEND_BYTES ((size_t)16 << 10)
+
+void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
+               bool zero) {
+  size_t bytes = (size_t)page->slice_count * EBB_SLICE_SIZE;
+  page->start = slice_start(seg, page_index(seg, page));
+  page->block_size = block_size;
+  page->class_idx = (uint8_t)cls;
+  page->reserved = (uint32_t)(bytes / block_size);
+  page->capacity = 0;
+  page->mem_fresh = zero;
+  if (page->reserved == 1) {
+    page->block_area = 1; /* only offset 0 is a block */
+    page->divisor_magic = 1;
+  } else {
+    page->block_area = (uint32_t)(page->reserved * block_size);
+    page->divisor_magic = UINT64_MAX / block_size + 1;
+  }
+}
+
+/* Carve more blocks onto the (empty) free list, in address order. */
+static void page_extend(ebb_page_t *page) {
+  size_t avail = page->reserved - page->capacity;
+  size_t count = EBB_EXTEND_BYTES / page->block_size;
+  if (count == 0) count = 1;
+  if (count > avail) count = avail;
+  size_t bs = page->block_size;
+  uint8_t *first = page->start + (size_t)page->capacity * bs;
+  uint8_t *p = first;
+  for (size_t i = 1; i < count; i++, p += bs) ((ebb_block_t *)p)->next = (ebb_block_t *)(p + bs);
+  ((ebb_block_t *)p)->next = NULL;
+  page->free = (ebb_block_t *)first;
+  page->capacity += (uint32_t)count;
+  page->is_zero = page->mem_fresh;
+}
+
+/* Move the owner's and other threads' frees onto the free list. */
+void page_collect(ebb_page_t *page) {
+  if (page->local_free) {
+    if (page->free == NULL) {
+      page->free = page->local_free;
+    } else {
+      ebb_block_t *tail = page->local_free;
+      while (tail->next) tail = tail->next;
+      tail->next = page->free;
+      page->free = page->local_free;
+    }
+    page->local_free = NULL;
+    page->is_zero = 0;
+  }
+  if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
+    ebb_block_t *list = atomic_exchange_explicit(&page->thread_free, NULL, memory_order_acquire);
+    if (list == NULL) return;
+    uint32_t count = 1;
+    ebb_block_t *tail = list;
+    while (tail->next) {
+      tail = tail->next;
+      count++;
+    }
+    if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
+    tail->next = page->free;
+    page->free = list;
+    page->used -= count;
+    page->is_zero = 0;
+  }
+}
+
+/* ---- queues -------------------------------------------------------------- */
+/* The fast path reads heap->direct[]; keep it pointing at each small class's
+ * first page (or the shared empty page). */
+static void queue_first_changed(ebb_heap_t *heap, unsigned cls) {
+  size_t size = class_size(cls);
+  if (size > EBB_DIRECT_MAX) return;
+  ebb_page_t *first = heap->queues[cls].first;
+  ebb_page_t *target = first ? first : &ebb_empty_page;
+  size_t lo = cls == 1 ? 0 : class_size(cls - 1) / 8 + 1;
+  for (size_t i = lo; i <= size / 8; i++) heap->direct[i] = target;
+}
+
+static void list_remove(ebb_page_queue_t *q, ebb_page_t *page) {
+  if (page->prev) page->prev->next = page->next;
+  else q->first = page->next;
+  if (page->next) page->next->prev = page->prev;
+  else q->last = page->prev;
+  page->next = page->prev = NULL;
+}
+
+static void list_push_back(ebb_page_queue_t *q, ebb_page_t *page) {
+  page->next = NULL;
+  page->prev = q->last;
+  if (q->last) q->last->next = page;
+  else q->first = page;
+  q->last = page;
+}
+
+static void list_push_front(ebb_page_queue_t *q, ebb_page_t *page) {
+  page->prev = NULL;
+  page->next = q->first;
+  if (q->first) q->first->prev = page;
+  else q->last = page;
+  q->first = page;
+}
+
+static void queue_remove(ebb_heap_t *heap, ebb_page_t *page) {
+  ebb_page_queue_t *q = &heap->queues[page->class_idx];
+  bool was_first = q->first == page;
+  list_remove(q, page);
+  if (was_first) queue_first_changed(heap, page->class_idx);
+}
+
+static void queue_push_front(ebb_heap_t *heap, ebb_page_t *page) {
+  list_push_front(&heap->queues[page->class_idx], page);
+  queue_first_changed(heap, page->class_idx);
+}
+
+static void queue_push_back(ebb_heap_t *heap, ebb_page_t *page) {
+  ebb_page_queue_t *q = &heap->queues[page->class_idx];
+  bool was_empty = q->first == NULL;
+  list_push_back(q, page);
+  if (was_empty) queue_first_changed(heap, page->class_idx);
+}
+
+static void page_unfull(ebb_heap_t *heap, ebb_page_t *page) {
+  list_remove(&heap->full, page);
+  page->used &= ~EBB_USED_FULL_BIT;
+  atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
+  queue_push_back(heap, page);
+}
+
+/* Move a page with nothing to give to the full list.  Returns false (and
+ * leaves the page queued) if a remote free arrived meanwhile. */
+static bool page_to_full(ebb_heap_t *heap, ebb_page_t *page) {
+  queue_remove(heap, page);
+  list_push_back(&heap->full, page);
+  page->used |= EBB_USED_FULL_BIT;
+  atomic_store_explicit(&page->in_full, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != NULL) {
+    list_remove(&heap->full, page);
+    page->used &= ~EBB_USED_FULL_BIT;
+    atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
+    queue_push_front(heap, page);
+    return false;
+  }
+  return true;
+}
+
+static bool page_has_room(const ebb_page_t *page) {
+  return page->free || page->local_free || page->capacity < page->reserved;
+}
+
+void page_enqueue(ebb_heap_t *heap, ebb_page_t *page) {
+  page->used &= ~EBB_USED_FULL_BIT;
+  atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
+  queue_push_back(heap, page);
+  if (!page_has_room(page)) page_to_full(heap, page);
+}
+
+void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
+  if (atomic_load_explicit(&page->in_full, memory_order_relaxed)) {
+    list_remove(&heap->full, page);
+    page->used &= ~EBB_USED_FULL_BIT;
+    atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
+  } else {
+    queue_remove(heap, page);
+  }
+}
+
+/* A page whose last block came back: give its slices back to the segment,
+ * unless it is its class's current page (malloc would want it right back). */
+static void page_retire(ebb_heap_t *heap, ebb_page_t *page) {
+  if (heap->queues[page->class_idx].first == page) return;
+  page_unqueue(heap, page);
+  segment_page_free(heap, segment_of(page), page);
+}
+
+/* The owner's free path lands here when the decremented `used` is not
+ * positive: the page was on the full list, or is now empty, or the count
+ * went below zero (a block freed twice). */
+void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
+  if (page->used == UINT64_MAX) {
+    page->used = 0;
+    ebb_fatal_pointer("free", page->local_free, "double free (block freed twice)");
+  }
+  if (page->used & EBB_USED_FULL_BIT) page_unfull(heap, page);
+  if (page_used(page) == 0) page_retire(heap, page);
+}
+
+/* ---- the allocation slow path -------------------------------------------- */
+static size_t slices_for(size_t block_size) {
+  if (block_size <= EBB_SMALL_MAX) return 1;
+  if (block_size <= EBB_MEDIUM_MAX) return EBB_MEDIUM_PAGE_SLICES;
+  return (block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+}
+
+static void *page_take(ebb_page_t *page, size_t size, bool zero) {
+  ebb_block_t *block = page->free;
+  page->free = block->next;
+  page->used++;
+  if (zero) {
+    if (page->is_zero) block->next = NULL;
+    else memset(block, 0, size);
+  }
+  return block;
+}
+
+void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
+  if (atomic_load_explicit(&heap->remote_full, memory_order_relaxed))
+    heap_handle_remote_full(heap);
+  ebb_page_queue_t *q = &heap->queues[cls];
+  ebb_page_t *page = q->first;
+  while (page) {
+    if (page->free == NULL) {
+      page_collect(page);
+      if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+    }
+    if (page->free) {
+      if (page != q->first) {
+        queue_remove(heap, page);
+        queue_push_front(heap, page);
+      }
+      return page_take(page, size, zero);
+    }
+    ebb_page_t *next = page->next;
+    if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
+    page = next;
+  }
+  size_t block_size = class_size(cls);
+  page = segment_page_alloc(heap, slices_for(block_size));
+  if (page == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  page_init(segment_of(page), page, cls, block_size, page->is_zero);
+  page_extend(page);
+  queue_push_front(heap, page);
+  return page_take(page, size, zero);
+}
+
+/* Some remote free hit a page on this heap's full list: find those pages. */
+void heap_handle_remote_full(ebb_heap_t *heap) {
+  atomic_store_explicit(&heap->remote_full, 0, memory_order_seq_cst);
+  ebb_segment_t *lists[2] = {heap->segments, heap->segments_full};
+  for (int l = 0; l < 2; l++) {
+    for (ebb_segment_t *seg = lists[l]; seg; seg = seg->next) {
+      if (!atomic_load_explicit(&seg->remote_full, memory_order_relaxed)) continue;
+      atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
+      FOR_EACH_PAGE(seg, page) {
+        if (atomic_load_explicit(&page->in_full, memory_order_relaxed) &&
+            atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != NULL)
+          page_unfull(heap, page);
+      }
+    }
+  }
+}
+
+/* Collect every page of the heap; give empty pages back to their segments
+ * (and so empty segments to the pool).  force: also the cached segment. */
+void heap_collect(ebb_heap_t *heap, bool force) {
+  ebb_segment_t *lists[2] = {heap->segments_full, heap->segments};
+  for (int l = 0; l < 2; l++) {
+    ebb_segment_t *seg = lists[l];
+    while (seg) {
+      ebb_segment_t *next = seg->next;
+      FOR_EACH_PAGE(seg, page) {
+        page_collect(page);
+        if (page_used(page) == 0) {
+          page_unqueue(heap, page);
+          segment_page_free(heap, seg, page);
+        } else if (atomic_load_explicit(&page->in_full, memory_order_relaxed) && page->free) {
+          page_unfull(heap, page);
+        }
+      }
+      seg = next;
+    }
+  }
+  if (force) segments_release_cached(heap);
+}

@@ -1,0 +1,388 @@
+/* Segments: 4 MiB aligned units owned by one heap, cut into 64 KiB slices
+ * that pages take in runs.  A 64-bit mask per segment says which slices are
+ * in use, so finding a run is a few bit operations.
+ *
+ * Where segments come from, in order: the heap's one cached empty segment,
+ * segments abandoned by exited threads (reclaimed with their live blocks),
+ * the process-wide pool of empty segments, the OS.
+ *
+ * Normal segments are never unmapped: an empty one goes to the pool with its
+ * data slices purged (MADV_DONTNEED), keeping only the address range and its
+ * header page.  This is what lets a thread that frees remotely read the
+ * page descriptor after its atomic push, whatever the owner did meanwhile.
+ * Huge segments are unmapped on free: no thread ever pushes onto them. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+_Atomic uint64_t ebb_segmap[EBB_SEGMAP_WORDS];
+_Atomic uint64_t ebb_segmap_shifted[EBB_SEGMAP_WORDS];
+_Atomic size_t ebb_huge_bytes, ebb_huge_count;
+
+void segmap_set(_Atomic uint64_t *map, uintptr_t addr, bool on) {
+  uintptr_t unit = addr >> EBB_SEGMENT_SHIFT;
+  uint64_t bit = (uint64_t)1 << (unit & 63);
+  if (on)
+    atomic_fetch_or_explicit(&map[unit >> 6], bit, memory_order_release);
+  else
+    atomic_fetch_and_explicit(&map[unit >> 6], ~bit, memory_order_release);
+}
+
+/* Empty segments, purged; and segments of exited threads. */
+static ebb_lock_t pool_lock, abandoned_lock;
+static ebb_segment_t *pool_list;
+static ebb_segment_t *abandoned_list;
+
+#define ALL_SLICES (~(uint64_t)0)
+#define HEADER_SLICES ((uint64_t)1)
+
+static uint64_t run_mask(size_t first, size_t count) {
+  uint64_t m = count >= 64 ? ALL_SLICES : (((uint64_t)1 << count) - 1);
+  return m << first;
+}
+
+/* First index of `count` consecutive clear bits in `used`, or -1.  Runs
+ * of length 2k start where runs of length k start k bits apart; the last
+ * step adds the remainder (at most the current length, so runs overlap). */
+static int find_free_run(uint64_t used, size_t count) {
+  uint64_t starts = ~used;
+  size_t len = 1;
+  while (len < count && starts) {
+    size_t step = len <= count - len ? len : count - len;
+    starts &= starts >> step;
+    len += step;
+  }
+  return starts ? __builtin_ctzll(starts) : -1;
+}
+
+/* ---- heap segment lists (doubly linked through next/prev) ---------------- */
+static void seg_list_push(ebb_segment_t **list, ebb_segment_t *seg) {
+  seg->prev = NULL;
+  seg->next = *list;
+  if (*list) (*list)->prev = seg;
+  *list = seg;
+}
+
+static void seg_list_remove(ebb_segment_t **list, ebb_segment_t *seg) {
+  if (seg->prev) seg->prev->next = seg->next;
+  else *list = seg->next;
+  if (seg->next) seg->next->prev = seg->prev;
+  seg->next = seg->prev = NULL;
+}
+
+static void heap_list_remove(ebb_heap_t *heap, ebb_segment_t *seg) {
+  seg_list_remove(seg->in_full_list ? &heap->segments_full : &heap->segments, seg);
+  seg->in_full_list = 0;
+}
+
+/* ---- the pool ------------------------------------------------------------ */
+static void pool_push(ebb_segment_t *seg) {
+  uint64_t dirty = seg->dirty_slices & ~HEADER_SLICES;
+  /* Purge dirty runs of slices with one call per run. */
+  while (dirty) {
+    size_t first = (size_t)__builtin_ctzll(dirty);
+    size_t end = first;
+    while (end < 64 && (dirty >> end) & 1) end++;
+    os_purge(slice_start(seg, first), (end - first) * EBB_SLICE_SIZE);
+    dirty &= ~run_mask(first, end - first);
+  }
+  seg->dirty_slices = HEADER_SLICES;
+  atomic_store_explicit(&seg->owner, NULL, memory_order_release);
+  lock_acquire(&pool_lock);
+  seg->prev = NULL;
+  seg->next = pool_list;
+  pool_list = seg;
+  lock_release(&pool_lock);
+}
+
+static ebb_segment_t *pool_pop(void) {
+  if (pool_list == NULL) return NULL; /* racy peek; the lock decides */
+  lock_acquire(&pool_lock);
+  ebb_segment_t *seg = pool_list;
+  if (seg) pool_list = seg->next;
+  lock_release(&pool_lock);
+  return seg;
+}
+
+static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
+  memset(seg->pages, 0, sizeof seg->pages);
+  seg->used_slices = HEADER_SLICES;
+  seg->next = seg->prev = NULL;
+  seg->kind = EBB_SEGMENT_NORMAL;
+  seg->in_full_list = 0;
+  atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
+  atomic_store_explicit(&seg->owner, heap, memory_order_release);
+}
+
+static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
+  ebb_segment_t *seg = os_map_aligned(EBB_SEGMENT_SIZE, EBB_SEGMENT_SIZE, 0);
+  if (seg == NULL) return NULL;
+  seg->dirty_slices = HEADER_SLICES;
+  seg->map_base = (uint8_t *)seg;
+  seg->map_size = EBB_SEGMENT_SIZE;
+  segment_reset_header(seg, heap);
+  segmap_set(ebb_segmap, (uintptr_t)seg, true);
+  return seg;
+}
+
+/* ---- pages inside a segment ---------------------------------------------- */
+static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, size_t slices) {
+  uint64_t mask = run_mask(first, slices);
+  ebb_page_t *page = &seg->pages[first];
+  bool fresh = (seg->dirty_slices & mask) == 0;
+  seg->used_slices |= mask;
+  seg->dirty_slices |= mask;
+  if (seg->used_slices == ALL_SLICES && !seg->in_full_list) {
+    seg_list_remove(&heap->segments, seg);
+    seg_list_push(&heap->segments_full, seg);
+    seg->in_full_list = 1;
+  }
+  memset(page, 0, sizeof *page);
+  page->slice_count = (uint16_t)slices;
+  page->is_zero = fresh;
+  for (size_t i = 1; i < slices; i++) {
+    seg->pages[first + i].head_delta = (uint32_t)(i * sizeof(ebb_page_t));
+    seg->pages[first + i].slice_count = 0;
+  }
+  return page;
+}
+
+static ebb_segment_t *segment_reclaim(ebb_heap_t *heap);
+
+/* A page of `slices` slices from one of the heap's segments, or a new one. */
+ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
+  for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
+    int first = find_free_run(seg->used_slices, slices);
+    if (first >= 0) return take_run(heap, seg, (size_t)first, slices);
+  }
+  for (;;) {
+    ebb_segment_t *seg = heap->cached_empty;
+    if (seg) {
+      heap->cached_empty = NULL;
+    } else if ((seg = segment_reclaim(heap)) != NULL) {
+      /* reclaimed with its live pages; it may or may not have room */
+    } else if ((seg = pool_pop()) != NULL) {
+      segment_reset_header(seg, heap);
+    } else if ((seg = segment_from_os(heap)) == NULL) {
+      return NULL;
+    }
+    if (seg->used_slices == ALL_SLICES) {
+      seg_list_push(&heap->segments_full, seg);
+      seg->in_full_list = 1;
+      continue;
+    }
+    seg_list_push(&heap->segments, seg);
+    int first = find_free_run(seg->used_slices, slices);
+    if (first >= 0) return take_run(heap, seg, (size_t)first, slices);
+  }
+}
+
+static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
+  heap_list_remove(heap, seg);
+  if (heap->cached_empty == NULL && heap->is_live) {
+    heap->cached_empty = seg;
+  } else {
+    pool_push(seg);
+  }
+}
+
+void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
+  size_t first = page_index(seg, page);
+  uint64_t mask = run_mask(first, page->slice_count);
+  /* A later free of a block here must fail the block-start check. */
+  page->block_area = 0;
+  page->free = page->local_free = NULL;
+  page->used = 0;
+  seg->used_slices &= ~mask;
+  if (seg->in_full_list) {
+    seg_list_remove(&heap->segments_full, seg);
+    seg_list_push(&heap->segments, seg);
+    seg->in_full_list = 0;
+  }
+  if (seg->used_slices == HEADER_SLICES) segment_now_empty(heap, seg);
+}
+
+void segments_release_cached(ebb_heap_t *heap) {
+  if (heap->cached_empty) {
+    pool_push(heap->cached_empty);
+    heap->cached_empty = NULL;
+  }
+}
+
+void segment_pool_purge_all(void) {
+  /* Pool segments are purged on entry; nothing is left resident but their
+   * header pages. */
+}
+
+/* ---- abandonment: a thread exits, its segments go to the process ---------- */
+void segments_abandon(ebb_heap_t *heap) {
+  ebb_segment_t *lists[2] = {heap->segments, heap->segments_full};
+  heap->segments = heap->segments_full = NULL;
+  for (int l = 0; l < 2; l++) {
+    ebb_segment_t *seg = lists[l];
+    while (seg) {
+      ebb_segment_t *next = seg->next;
+      seg->in_full_list = 0;
+      FOR_EACH_PAGE(seg, page) {
+        page_collect(page);
+        page->used &= ~EBB_USED_FULL_BIT;
+        atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
+        page->next = page->prev = NULL;
+        if (page_used(page) == 0) {
+          uint64_t mask = run_mask(page_index(seg, page), page->slice_count);
+          page->block_area = 0;
+          seg->used_slices &= ~mask;
+        }
+      }
+      if (seg->used_slices == HEADER_SLICES) {
+        pool_push(seg);
+      } else {
+        atomic_store_explicit(&seg->owner, NULL, memory_order_release);
+        lock_acquire(&abandoned_lock);
+        seg->prev = NULL;
+        seg->next = abandoned_list;
+        abandoned_list = seg;
+        lock_release(&abandoned_lock);
+      }
+      seg = next;
+    }
+  }
+  segments_release_cached(heap);
+}
+
+/* Adopt one abandoned segment: collect what other threads freed into it,
+ * give back its empty pages, and queue the rest in this heap. */
+static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
+  if (abandoned_list == NULL) return NULL; /* racy peek; the lock decides */
+  lock_acquire(&abandoned_lock);
+  ebb_segment_t *seg = abandoned_list;
+  if (seg) abandoned_list = seg->next;
+  lock_release(&abandoned_lock);
+  if (seg == NULL) return NULL;
+  seg->next = seg->prev = NULL;
+  atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
+  atomic_store_explicit(&seg->owner, heap, memory_order_release);
+  FOR_EACH_PAGE(seg, page) {
+    page_collect(page);
+    if (page_used(page) == 0) {
+      page->block_area = 0;
+      seg->used_slices &= ~run_mask(page_index(seg, page), page->slice_count);
+    } else {
+      page_enqueue(heap, page); /* puts it on the full list if it has no room */
+    }
+  }
+  return seg;
+}
+
+void segment_locks_prefork(void) {
+  lock_acquire(&abandoned_lock);
+  lock_acquire(&pool_lock);
+}
+
+void segment_locks_postfork(bool child) {
+  if (child) {
+    atomic_store(&pool_lock.held, 0);
+    atomic_store(&abandoned_lock.held, 0);
+  } else {
+    lock_release(&pool_lock);
+    lock_release(&abandoned_lock);
+  }
+}
+
+/* ---- huge blocks ------------------------------------------------------------ */
+/* Layout: a segment header at the mapping's 4 MiB-aligned start, the block
+ * at `offset` (a page, or the alignment).  Alignments of 4 MiB and more put
+ * the block exactly one segment past the header ("shifted"). */
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
+
+void *huge_alloc(size_t size, size_t alignment, bool zero) {
+  (void)zero; /* fresh mappings read as zeros */
+  size_t offset, map_align;
+  bool shifted = alignment >= EBB_SEGMENT_SIZE;
+  if (shifted) {
+    offset = EBB_SEGMENT_SIZE;
+    map_align = alignment;
+  } else {
+    offset = alignment > ebb_os_page_size ? alignment : ebb_os_page_size;
+    map_align = EBB_SEGMENT_SIZE;
+  }
+  if (size > EBB_MAX_REQUEST || size > EBB_MAX_REQUEST - offset) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t total = offset + round_up(size, ebb_os_page_size);
+  /* shifted: the block (one segment past the base) is what must be aligned */
+  uint8_t *base = os_map_aligned(total, map_align, shifted ? offset : 0);
+  if (base == NULL) return NULL;
+  atomic_fetch_add_explicit(&ebb_huge_bytes, total, memory_order_relaxed);
+  atomic_fetch_add_explicit(&ebb_huge_count, 1, memory_order_relaxed);
+  ebb_segment_t *seg = (ebb_segment_t *)base;
+  seg->kind = EBB_SEGMENT_HUGE;
+  seg->map_base = base;
+  seg->map_size = total;
+  seg->used_slices = ALL_SLICES;
+  ebb_page_t *page = &seg->pages[0];
+  page->start = base + offset;
+  page->block_size = total - offset;
+  page->block_area = 1; /* only the block start itself is valid */
+  page->divisor_magic = 1;
+  page->used = 1;
+  page->capacity = page->reserved = 1;
+  page->slice_count = 1;
+  if (!shifted) {
+    size_t slice = offset >> EBB_SLICE_SHIFT;
+    if (slice) seg->pages[slice].head_delta = (uint32_t)(slice * sizeof(ebb_page_t));
+    segmap_set(ebb_segmap, (uintptr_t)base, true);
+  } else {
+    segmap_set(ebb_segmap_shifted, (uintptr_t)page->start, true);
+  }
+  return page->start;
+}
+
+ebb_segment_t *huge_segment_of_shifted(const void *p) {
+  if (!segmap_test(ebb_segmap_shifted, (uintptr_t)p)) return NULL;
+  ebb_segment_t *seg = (ebb_segment_t *)(((uintptr_t)p & ~(uintptr_t)EBB_SEGMENT_MASK) -
+                                         EBB_SEGMENT_SIZE);
+  return seg;
+}
+
+void huge_free(ebb_segment_t *seg, ebb_page_t *page) {
+  if (page->start == seg->map_base + EBB_SEGMENT_SIZE &&
+      segmap_test(ebb_segmap_shifted, (uintptr_t)page->start))
+    segmap_set(ebb_segmap_shifted, (uintptr_t)page->start, false);
+  else
+    segmap_set(ebb_segmap, (uintptr_t)seg, false);
+  atomic_fetch_sub_explicit(&ebb_huge_bytes, seg->map_size, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&ebb_huge_count, 1, memory_order_relaxed);
+  os_unmap(seg->map_base, seg->map_size);
+}
+
+/* Grow or shrink a (not shifted) huge block by remapping its pages. */
+void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size) {
+  size_t offset = (size_t)(page->start - seg->map_base);
+  if (size > EBB_MAX_REQUEST - offset) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t total = offset + round_up(size, ebb_os_page_size);
+  if (total == seg->map_size) return page->start;
+  uint8_t *old_base = seg->map_base;
+  uint8_t *base = os_remap_aligned(old_base, seg->map_size, total, EBB_SEGMENT_SIZE, 0);
+  if (base == NULL) return NULL;
+  if (base != old_base) {
+    segmap_set(ebb_segmap, (uintptr_t)old_base, false);
+    segmap_set(ebb_segmap, (uintptr_t)base, true);
+  }
+  seg = (ebb_segment_t *)base;
+  page = &seg->pages[0];
+  if (total > seg->map_size)
+    atomic_fetch_add_explicit(&ebb_huge_bytes, total - seg->map_size, memory_order_relaxed);
+  else
+    atomic_fetch_sub_explicit(&ebb_huge_bytes, seg->map_size - total, memory_order_relaxed);
+  seg->map_base = base;
+  seg->map_size = total;
+  page->start = base + offset;
+  page->block_size = total - offset;
+  return page->start;
+}
