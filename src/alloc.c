@@ -73,20 +73,22 @@ static void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block
 
 /* Find the page of a pointer handed to `call`, or report it and abort. */
 static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t **seg_out) {
-  if (!segmap_test(ebb_segmap, (uintptr_t)p)) {
-    ebb_segment_t *seg = huge_segment_of_shifted(p);
-    if (seg && seg->pages[0].start == p) {
-      *seg_out = seg;
-      return &seg->pages[0];
-    }
+  unsigned kind = segmap_get((uintptr_t)p);
+  ebb_segment_t *seg;
+  ebb_page_t *page;
+  if (kind == EBB_SEGMAP_SHIFTED) {
+    seg = huge_segment_of_shifted(p);
+    page = &seg->pages[0];
+  } else if (kind == EBB_SEGMAP_SEGMENT) {
+    seg = segment_of(p);
+    page = page_of(seg, p);
+  } else {
     ebb_fatal_pointer(call, p, "pointer not allocated by ebb");
   }
-  ebb_segment_t *seg = segment_of(p);
-  ebb_page_t *page = page_of(seg, p);
   if (!page_is_block_start(page, p))
     ebb_fatal_pointer(call, p,
-                      page->block_area ? "pointer inside a block, not at its start"
-                                       : "pointer not allocated by ebb, or already freed");
+                      page->block_bound ? "pointer inside a block, not at its start"
+                                        : "pointer not allocated by ebb, or already freed");
   *seg_out = seg;
   return page;
 }
@@ -101,12 +103,11 @@ void free_generic(void *p, const char *call, size_t checked_size) {
     huge_free(seg, page);
     return;
   }
-  ebb_heap_t *heap = ebb_tls_heap;
-  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == heap) {
+  if (seg->owner_thread == ebb_thread_id()) {
     ebb_block_t *block = p;
     block->next = page->local_free;
     page->local_free = block;
-    if ((int64_t)(--page->used) <= 0) page_after_local_free(heap, page);
+    if (--page->used_minus_one < 0) page_after_local_free(ebb_tls_heap, page);
     return;
   }
   free_remote(seg, page, p);
@@ -133,7 +134,7 @@ void *realloc_generic(void *p, size_t size, size_t alignment, const char *call) 
   bool aligned = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
   /* Fits, and not so much smaller that keeping the block wastes memory. */
   if (aligned && size <= usable && (size >= usable / 2 || usable <= 128)) return p;
-  if (aligned && size > EBB_LARGE_MAX && segmap_test(ebb_segmap, (uintptr_t)p)) {
+  if (aligned && size > EBB_LARGE_MAX && segmap_get((uintptr_t)p) == EBB_SEGMAP_SEGMENT) {
     ebb_segment_t *seg = segment_of(p);
     if (seg->kind == EBB_SEGMENT_HUGE) {
       void *q = huge_realloc(seg, &seg->pages[0], size);

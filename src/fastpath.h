@@ -9,34 +9,26 @@
 
 EBB_INLINE void *malloc_fast(size_t size) {
   if (likely(size <= EBB_DIRECT_MAX)) {
-    ebb_page_t *page = ebb_tls_heap->direct[(size + 7) >> 3];
+    ebb_page_t *page = ebb_tls_heap->direct[size];
     ebb_block_t *block = page->free;
     if (likely(block != NULL)) {
       page->free = block->next;
-      page->used++;
+      page->used_minus_one++;
       return block;
     }
   }
   return alloc_generic(size, false);
 }
 
-/* A block start inside `page` is an offset below block_area that is a
- * multiple of block_size; the multiple test is one multiply (Lemire's
- * divisibility check with a precomputed 64-bit magic). */
-EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
-  uint64_t offset = (uint64_t)((uintptr_t)p - (uintptr_t)page->start);
-  return offset < page->block_area && offset * page->divisor_magic <= page->divisor_magic - 1;
-}
-
 EBB_INLINE void *calloc_fast(size_t count, size_t size) {
   size_t total;
   if (unlikely(__builtin_mul_overflow(count, size, &total))) return alloc_generic(SIZE_MAX, true);
   if (likely(total <= EBB_DIRECT_MAX)) {
-    ebb_page_t *page = ebb_tls_heap->direct[(total + 7) >> 3];
+    ebb_page_t *page = ebb_tls_heap->direct[total];
     ebb_block_t *block = page->free;
     if (likely(block != NULL)) {
       page->free = block->next;
-      page->used++;
+      page->used_minus_one++;
       if (page->is_zero) block->next = NULL; /* fresh memory: only the link is set */
       else __builtin_memset(block, 0, total);
       return block;
@@ -48,7 +40,7 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
 /* checked_size: 0, or a size the caller says it allocated (a sized free),
  * which must fit the block. */
 EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
-  if (unlikely(!segmap_test(ebb_segmap, (uintptr_t)p))) {
+  if (unlikely(segmap_get((uintptr_t)p) != EBB_SEGMAP_SEGMENT)) {
     free_generic(p, call, checked_size); /* NULL, a shifted huge block, or not ours */
     return;
   }
@@ -58,12 +50,11 @@ EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
     free_generic(p, call, checked_size);
     return;
   }
-  ebb_heap_t *heap = ebb_tls_heap;
-  if (likely(atomic_load_explicit(&seg->owner, memory_order_relaxed) == heap)) {
+  if (likely(seg->owner_thread == ebb_thread_id())) {
     ebb_block_t *block = (ebb_block_t *)p;
     block->next = page->local_free;
     page->local_free = block;
-    if (unlikely((int64_t)(--page->used) <= 0)) page_after_local_free(heap, page);
+    if (unlikely(--page->used_minus_one < 0)) page_after_local_free(ebb_tls_heap, page);
     return;
   }
   free_generic(p, call, checked_size); /* another thread's page, or huge */

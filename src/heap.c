@@ -96,6 +96,7 @@ ebb_heap_t *heap_get_or_create(void) {
   if (heap == NULL) return NULL;
   heap_reset(heap);
   heap->is_live = true;
+  heap->thread_id = ebb_thread_id();
   /* Set the thread pointer first: pthread_setspecific may allocate. */
   ebb_tls_heap = heap;
   pthread_setspecific(heap_key, heap);

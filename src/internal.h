@@ -57,7 +57,9 @@
  * per doubling up to EBB_LARGE_MAX (at most 12.5% rounding waste). */
 #define EBB_CLASS_COUNT 129 /* index 0 unused; class 128 is 2 MiB */
 #define EBB_DIRECT_MAX 1024 /* sizes served through heap->direct[] */
-#define EBB_DIRECT_COUNT (EBB_DIRECT_MAX / 8 + 1)
+/* Indexed by the request size itself: 8 KiB a heap, and two instructions
+ * fewer on every malloc than indexing by words. */
+#define EBB_DIRECT_COUNT (EBB_DIRECT_MAX + 1)
 
 EBB_INLINE unsigned size_class_of(size_t size) {
   if (size <= 128) return size <= 8 ? 1 : (unsigned)((size + 7) >> 3);
@@ -77,25 +79,27 @@ typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
 
 struct ebb_heap;
 
-/* `used` counts blocks handed out and not yet known to be freed; remote
- * frees are subtracted when the owner collects them.  Bit 63 is set while the
- * page sits on its heap's full list, so the owner's free path sees "needs
- * attention" (page emptied, page was full, or a double free) in one signed
- * test of the decremented value. */
-#define EBB_USED_FULL_BIT ((uint64_t)1 << 63)
+/* `used_minus_one` is the number of blocks handed out and not yet known to
+ * be freed, minus one (so -1 when the page is empty); remote frees are
+ * subtracted when the owner collects them.  While the page sits on its
+ * heap's full list, a large negative bias is added (the low 32 bits, and so
+ * page_used(), are unchanged).  The owner's free path thus sees "needs
+ * attention" (page now empty, page was full, or a block freed twice) in the
+ * sign of the decremented value: one `sub` and one branch. */
+#define EBB_USED_FULL_BIAS (-((int64_t)1 << 62))
 
 typedef struct ebb_page {
-  /* hot: touched by malloc and free */
+  /* hot: touched by malloc and free (the first cache line) */
   ebb_block_t *free;        /* blocks ready to hand out */
   ebb_block_t *local_free;  /* blocks the owner freed since the last collect */
-  uint64_t used;            /* see above */
+  int64_t used_minus_one;   /* see above */
   uint8_t *start;           /* first block */
-  uint64_t divisor_magic;   /* offset*magic <= magic-1  <=>  block_size | offset */
-  uint32_t block_area;      /* bytes of blocks: offsets below are blocks */
-  uint32_t head_delta;      /* bytes back to the span's head descriptor */
-  size_t block_size;
+  uint64_t block_magic;     /* see page_is_block_start */
+  uint64_t block_bound;
+  uint64_t head_delta;      /* bytes back to the span's head descriptor */
   _Atomic(ebb_block_t *) thread_free; /* frees from other threads */
   /* cold */
+  size_t block_size;
   struct ebb_page *next, *prev;       /* in a class queue or the full list */
   uint32_t capacity;        /* blocks carved from the page so far */
   uint32_t reserved;        /* blocks that fit */
@@ -104,7 +108,7 @@ typedef struct ebb_page {
   uint8_t is_zero;          /* blocks on `free` are known to be zero */
   uint8_t mem_fresh;        /* the page's memory came zeroed from the OS */
   _Atomic uint8_t in_full;  /* on the full list; read by remote freers */
-  uint8_t pad_[34];
+  uint8_t pad_[26];
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
@@ -112,7 +116,11 @@ _Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
 enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
 
 typedef struct ebb_segment {
-  _Atomic(struct ebb_heap *) owner; /* NULL: abandoned, pooled or huge */
+  /* Thread id of the owner, 0 if none.  Written with __atomic stores, read
+   * plainly on the free path (a word read; a stale value only ever makes a
+   * free take the remote path, never the reverse). */
+  uintptr_t owner_thread;
+  _Atomic(struct ebb_heap *) owner; /* its heap; NULL: abandoned, pooled or huge */
   uint64_t used_slices;             /* bit i: slice i in a page (bit 0: header) */
   uint64_t dirty_slices;            /* bit i: slice i written since last purge */
   size_t map_size;                  /* huge: length of the whole mapping */
@@ -121,8 +129,7 @@ typedef struct ebb_segment {
   _Atomic uint8_t remote_full;      /* a remote free hit a full page here */
   uint8_t kind;
   uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
-  uint8_t pad_[5];
-  uint8_t pad2_[128 - 64];
+  uint8_t pad_[128 - 67];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 
@@ -132,7 +139,7 @@ _Static_assert(sizeof(ebb_segment_t) <= EBB_SLICE_SIZE, "header fits its slice")
 typedef struct ebb_page_queue { ebb_page_t *first, *last; } ebb_page_queue_t;
 
 typedef struct ebb_heap {
-  ebb_page_t *direct[EBB_DIRECT_COUNT]; /* size/8 -> page to allocate from */
+  ebb_page_t *direct[EBB_DIRECT_COUNT]; /* size -> page to allocate from */
   ebb_page_queue_t queues[EBB_CLASS_COUNT];
   ebb_page_queue_t full;                /* pages with no free block */
   ebb_segment_t *segments;              /* owned, with at least one free slice */
@@ -140,6 +147,7 @@ typedef struct ebb_heap {
   ebb_segment_t *cached_empty;          /* one empty segment kept for reuse */
   _Atomic uint8_t remote_full;          /* some owned segment has remote_full */
   bool is_live;                         /* belongs to a running thread */
+  uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
 } ebb_heap_t;
 
@@ -148,32 +156,72 @@ extern ebb_page_t ebb_empty_page;
 extern ebb_heap_t ebb_empty_heap;
 extern __thread ebb_heap_t *ebb_tls_heap;
 
-/* One bit per 4 MiB of address space below 2^48: set where an ebb segment
- * (normal or huge) starts.  Tells ebb's pointers from others' without
+/* One byte per 4 MiB of address space below 2^48 (64 MiB of zero pages,
+ * touched only where ebb maps): tells ebb's pointers from others' without
  * touching memory that may not be mapped. */
 #define EBB_ADDRESS_BITS 48
-#define EBB_SEGMAP_WORDS ((size_t)1 << (EBB_ADDRESS_BITS - EBB_SEGMENT_SHIFT - 6))
-extern _Atomic uint64_t ebb_segmap[EBB_SEGMAP_WORDS];
-/* Huge blocks aligned to 4 MiB or more keep their header 4 MiB below the
- * block: this map marks the 4 MiB units where such a block starts. */
-extern _Atomic uint64_t ebb_segmap_shifted[EBB_SEGMAP_WORDS];
+#define EBB_SEGMAP_SIZE ((size_t)1 << (EBB_ADDRESS_BITS - EBB_SEGMENT_SHIFT))
+enum {
+  EBB_SEGMAP_NONE = 0,
+  EBB_SEGMAP_SEGMENT = 1, /* a segment (normal or huge) starts here */
+  EBB_SEGMAP_SHIFTED = 2, /* a huge block aligned to >= 4 MiB starts here; its
+                             header is one segment below */
+};
+/* Written with __atomic stores, read plainly (one byte) on the free path. */
+extern uint8_t ebb_segmap[EBB_SEGMAP_SIZE];
 
-EBB_INLINE bool segmap_test(_Atomic uint64_t *map, uintptr_t addr) {
+EBB_INLINE unsigned segmap_get(uintptr_t addr) {
   uintptr_t unit = addr >> EBB_SEGMENT_SHIFT;
-  if (unlikely(unit >= EBB_SEGMAP_WORDS * 64)) return false;
-  uint64_t w = atomic_load_explicit(&map[unit >> 6], memory_order_relaxed);
-  return (w >> (unit & 63)) & 1;
+  if (unlikely(unit >= EBB_SEGMAP_SIZE)) return EBB_SEGMAP_NONE;
+  return ebb_segmap[unit];
 }
-void segmap_set(_Atomic uint64_t *map, uintptr_t addr, bool on);
+EBB_INLINE void segmap_set(uintptr_t addr, unsigned value) {
+  __atomic_store_n(&ebb_segmap[addr >> EBB_SEGMENT_SHIFT], (uint8_t)value, __ATOMIC_RELEASE);
+}
+EBB_INLINE void segment_set_owner_thread(struct ebb_segment *seg, uintptr_t id);
+
+/* A number unique to the running thread, cheap to read: the thread pointer
+ * (the TCB address) where the architecture has a register for it. */
+EBB_INLINE uintptr_t ebb_thread_id(void) {
+#if defined(__x86_64__)
+  uintptr_t tp;
+  __asm__("mov %%fs:0, %0" : "=r"(tp));
+  return tp;
+#elif defined(__aarch64__)
+  uintptr_t tp;
+  __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+  return tp;
+#else
+  return (uintptr_t)&ebb_tls_heap;
+#endif
+}
 
 EBB_INLINE ebb_segment_t *segment_of(const void *p) {
   return (ebb_segment_t *)((uintptr_t)p & ~(uintptr_t)EBB_SEGMENT_MASK);
 }
-/* The head descriptor of the page holding p (p inside a normal segment). */
+/* The head descriptor of the page holding p (p inside a normal segment):
+ * slice i's descriptor sits at byte 128 + 128*i of the segment. */
 EBB_INLINE ebb_page_t *page_of(ebb_segment_t *seg, const void *p) {
-  size_t slice = ((uintptr_t)p >> EBB_SLICE_SHIFT) & (EBB_SLICES_PER_SEGMENT - 1);
-  ebb_page_t *page = &seg->pages[slice];
+  _Static_assert(sizeof(ebb_page_t) == (1u << (EBB_SLICE_SHIFT - 9)), "descriptor size");
+  uintptr_t at = ((uintptr_t)p >> 9) & ((EBB_SLICES_PER_SEGMENT - 1) * sizeof(ebb_page_t));
+  ebb_page_t *page = (ebb_page_t *)((uint8_t *)seg->pages + at);
   return (ebb_page_t *)((uint8_t *)page - page->head_delta);
+}
+
+/* Is p the start of a block handed out from `page`?  One multiply: with
+ * magic = ceil(2^64 / block_size), an offset below 2^32 is a multiple of
+ * block_size exactly when offset*magic (mod 2^64) is small; for the k-th
+ * block it is k*e with e = block_size*magic - 2^64, so a bound on it also
+ * rejects blocks past the page's last.  Power-of-two sizes (e = 0) fill
+ * their span exactly, so any multiple inside the span is a block.  A zeroed
+ * or retired descriptor has bound 0 and rejects everything. */
+EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
+  uint64_t offset = (uint64_t)((uintptr_t)p - (uintptr_t)page->start);
+  return offset * page->block_magic < page->block_bound;
+}
+
+EBB_INLINE void segment_set_owner_thread(ebb_segment_t *seg, uintptr_t id) {
+  __atomic_store_n(&seg->owner_thread, id, __ATOMIC_RELEASE);
 }
 EBB_INLINE size_t page_index(ebb_segment_t *seg, ebb_page_t *page) {
   return (size_t)(page - seg->pages);
@@ -181,7 +229,18 @@ EBB_INLINE size_t page_index(ebb_segment_t *seg, ebb_page_t *page) {
 EBB_INLINE uint8_t *slice_start(ebb_segment_t *seg, size_t i) {
   return (uint8_t *)seg + i * EBB_SLICE_SIZE;
 }
-EBB_INLINE uint32_t page_used(const ebb_page_t *page) { return (uint32_t)page->used; }
+EBB_INLINE uint32_t page_used(const ebb_page_t *page) {
+  return (uint32_t)((uint64_t)page->used_minus_one + 1);
+}
+EBB_INLINE bool page_marked_full(const ebb_page_t *page) {
+  return page->used_minus_one < EBB_USED_FULL_BIAS / 2;
+}
+EBB_INLINE void page_mark_full(ebb_page_t *page, bool full) {
+  if (full != page_marked_full(page))
+    page->used_minus_one += full ? EBB_USED_FULL_BIAS : -EBB_USED_FULL_BIAS;
+}
+void page_set_geometry(ebb_page_t *page, size_t block_size, uint32_t reserved);
+void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page);
 
 /* Visit the head descriptor of every page in use.  Free slices may hold
  * stale descriptors, so they advance by one; a page advances by its span

@@ -4,7 +4,7 @@
  * blocks; the first is the one malloc's fast path uses (heap->direct points
  * at it for sizes up to 1 KiB).  A page found with nothing to give goes to
  * the heap's full list, and comes back when a block on it is freed: by the
- * owner (its free path sees the full bit in `used`) or by another thread
+ * owner (its free path sees the full bias in `used_minus_one`) or by another thread
  * (its push sees page->in_full and flags the segment and the heap).
  *
  * The in_full handshake is Dekker-style: the owner sets in_full, then reads
@@ -20,22 +20,41 @@
  * a whole page's memory for a few objects, large enough to amortise. */
 #define EBB_EXTEND_BYTES ((size_t)16 << 10)
 
+void page_set_geometry(ebb_page_t *page, size_t block_size, uint32_t reserved) {
+  page->block_size = block_size;
+  page->reserved = reserved;
+  if (reserved == 1) { /* only offset 0 is a block */
+    page->block_magic = 1;
+    page->block_bound = 1;
+    return;
+  }
+  uint64_t magic = UINT64_MAX / block_size + 1;
+  uint64_t step = (uint64_t)block_size * magic; /* wraps to e = d*magic - 2^64 */
+  page->block_magic = magic;
+  page->block_bound = step == 0 ? 1 : (uint64_t)(reserved - 1) * step + 1;
+}
+
+/* Make every descriptor of a retired page reject pointers (see
+ * page_is_block_start), so a stray free into free slices is caught. */
+void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page) {
+  size_t first = page_index(seg, page);
+  for (size_t i = 1; i < page->slice_count; i++) seg->pages[first + i].head_delta = 0;
+  page->block_bound = 0;
+  page->block_magic = 0;
+  page->start = NULL;
+  page->free = page->local_free = NULL;
+  page->used_minus_one = -1;
+}
+
 void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
                bool zero) {
   size_t bytes = (size_t)page->slice_count * EBB_SLICE_SIZE;
   page->start = slice_start(seg, page_index(seg, page));
-  page->block_size = block_size;
   page->class_idx = (uint8_t)cls;
-  page->reserved = (uint32_t)(bytes / block_size);
   page->capacity = 0;
+  page->used_minus_one = -1;
   page->mem_fresh = zero;
-  if (page->reserved == 1) {
-    page->block_area = 1; /* only offset 0 is a block */
-    page->divisor_magic = 1;
-  } else {
-    page->block_area = (uint32_t)(page->reserved * block_size);
-    page->divisor_magic = UINT64_MAX / block_size + 1;
-  }
+  page_set_geometry(page, block_size, (uint32_t)(bytes / block_size));
 }
 
 /* Carve more blocks onto the (empty) free list, in address order. */
@@ -80,7 +99,7 @@ void page_collect(ebb_page_t *page) {
     if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
     tail->next = page->free;
     page->free = list;
-    page->used -= count;
+    page->used_minus_one -= count;
     page->is_zero = 0;
   }
 }
@@ -93,8 +112,8 @@ static void queue_first_changed(ebb_heap_t *heap, unsigned cls) {
   if (size > EBB_DIRECT_MAX) return;
   ebb_page_t *first = heap->queues[cls].first;
   ebb_page_t *target = first ? first : &ebb_empty_page;
-  size_t lo = cls == 1 ? 0 : class_size(cls - 1) / 8 + 1;
-  for (size_t i = lo; i <= size / 8; i++) heap->direct[i] = target;
+  size_t lo = cls == 1 ? 0 : class_size(cls - 1) + 1;
+  for (size_t i = lo; i <= size; i++) heap->direct[i] = target;
 }
 
 static void list_remove(ebb_page_queue_t *q, ebb_page_t *page) {
@@ -142,7 +161,7 @@ static void queue_push_back(ebb_heap_t *heap, ebb_page_t *page) {
 
 static void page_unfull(ebb_heap_t *heap, ebb_page_t *page) {
   list_remove(&heap->full, page);
-  page->used &= ~EBB_USED_FULL_BIT;
+  page_mark_full(page, false);
   atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
   queue_push_back(heap, page);
 }
@@ -152,11 +171,11 @@ static void page_unfull(ebb_heap_t *heap, ebb_page_t *page) {
 static bool page_to_full(ebb_heap_t *heap, ebb_page_t *page) {
   queue_remove(heap, page);
   list_push_back(&heap->full, page);
-  page->used |= EBB_USED_FULL_BIT;
+  page_mark_full(page, true);
   atomic_store_explicit(&page->in_full, 1, memory_order_seq_cst);
   if (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != NULL) {
     list_remove(&heap->full, page);
-    page->used &= ~EBB_USED_FULL_BIT;
+    page_mark_full(page, false);
     atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
     queue_push_front(heap, page);
     return false;
@@ -169,7 +188,7 @@ static bool page_has_room(const ebb_page_t *page) {
 }
 
 void page_enqueue(ebb_heap_t *heap, ebb_page_t *page) {
-  page->used &= ~EBB_USED_FULL_BIT;
+  page_mark_full(page, false);
   atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
   queue_push_back(heap, page);
   if (!page_has_room(page)) page_to_full(heap, page);
@@ -178,7 +197,7 @@ void page_enqueue(ebb_heap_t *heap, ebb_page_t *page) {
 void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
   if (atomic_load_explicit(&page->in_full, memory_order_relaxed)) {
     list_remove(&heap->full, page);
-    page->used &= ~EBB_USED_FULL_BIT;
+    page_mark_full(page, false);
     atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
   } else {
     queue_remove(heap, page);
@@ -193,15 +212,15 @@ static void page_retire(ebb_heap_t *heap, ebb_page_t *page) {
   segment_page_free(heap, segment_of(page), page);
 }
 
-/* The owner's free path lands here when the decremented `used` is not
- * positive: the page was on the full list, or is now empty, or the count
- * went below zero (a block freed twice). */
+/* The owner's free path lands here when the decremented count went
+ * negative: the page was on the full list, or is now empty, or the count
+ * went below empty (a block freed twice). */
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
-  if (page->used == UINT64_MAX) {
-    page->used = 0;
+  if (page->used_minus_one == -2) {
+    page->used_minus_one = -1;
     ebb_fatal_pointer("free", page->local_free, "double free (block freed twice)");
   }
-  if (page->used & EBB_USED_FULL_BIT) page_unfull(heap, page);
+  if (page_marked_full(page)) page_unfull(heap, page);
   if (page_used(page) == 0) page_retire(heap, page);
 }
 
@@ -215,7 +234,7 @@ static size_t slices_for(size_t block_size) {
 static void *page_take(ebb_page_t *page, size_t size, bool zero) {
   ebb_block_t *block = page->free;
   page->free = block->next;
-  page->used++;
+  page->used_minus_one++;
   if (zero) {
     if (page->is_zero) block->next = NULL;
     else memset(block, 0, size);
@@ -224,7 +243,7 @@ static void *page_take(ebb_page_t *page, size_t size, bool zero) {
 }
 
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
-  if (atomic_load_explicit(&heap->remote_full, memory_order_relaxed))
+  if (atomic_load_explicit(&heap->remote_full, memory_order_acquire))
     heap_handle_remote_full(heap);
   ebb_page_queue_t *q = &heap->queues[cls];
   ebb_page_t *page = q->first;
@@ -262,7 +281,7 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
   ebb_segment_t *lists[2] = {heap->segments, heap->segments_full};
   for (int l = 0; l < 2; l++) {
     for (ebb_segment_t *seg = lists[l]; seg; seg = seg->next) {
-      if (!atomic_load_explicit(&seg->remote_full, memory_order_relaxed)) continue;
+      if (!atomic_load_explicit(&seg->remote_full, memory_order_seq_cst)) continue;
       atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
       FOR_EACH_PAGE(seg, page) {
         if (atomic_load_explicit(&page->in_full, memory_order_relaxed) &&

@@ -16,18 +16,8 @@
 
 #include "internal.h"
 
-_Atomic uint64_t ebb_segmap[EBB_SEGMAP_WORDS];
-_Atomic uint64_t ebb_segmap_shifted[EBB_SEGMAP_WORDS];
+uint8_t ebb_segmap[EBB_SEGMAP_SIZE];
 _Atomic size_t ebb_huge_bytes, ebb_huge_count;
-
-void segmap_set(_Atomic uint64_t *map, uintptr_t addr, bool on) {
-  uintptr_t unit = addr >> EBB_SEGMENT_SHIFT;
-  uint64_t bit = (uint64_t)1 << (unit & 63);
-  if (on)
-    atomic_fetch_or_explicit(&map[unit >> 6], bit, memory_order_release);
-  else
-    atomic_fetch_and_explicit(&map[unit >> 6], ~bit, memory_order_release);
-}
 
 /* Empty segments, purged; and segments of exited threads. */
 static ebb_lock_t pool_lock, abandoned_lock;
@@ -88,6 +78,7 @@ static void pool_push(ebb_segment_t *seg) {
     dirty &= ~run_mask(first, end - first);
   }
   seg->dirty_slices = HEADER_SLICES;
+  segment_set_owner_thread(seg, 0);
   atomic_store_explicit(&seg->owner, NULL, memory_order_release);
   lock_acquire(&pool_lock);
   seg->prev = NULL;
@@ -113,6 +104,7 @@ static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
   seg->in_full_list = 0;
   atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
   atomic_store_explicit(&seg->owner, heap, memory_order_release);
+  segment_set_owner_thread(seg, heap->thread_id);
 }
 
 static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
@@ -122,7 +114,7 @@ static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
   seg->map_base = (uint8_t *)seg;
   seg->map_size = EBB_SEGMENT_SIZE;
   segment_reset_header(seg, heap);
-  segmap_set(ebb_segmap, (uintptr_t)seg, true);
+  segmap_set((uintptr_t)seg, EBB_SEGMAP_SEGMENT);
   return seg;
 }
 
@@ -142,7 +134,7 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   page->slice_count = (uint16_t)slices;
   page->is_zero = fresh;
   for (size_t i = 1; i < slices; i++) {
-    seg->pages[first + i].head_delta = (uint32_t)(i * sizeof(ebb_page_t));
+    seg->pages[first + i].head_delta = i * sizeof(ebb_page_t);
     seg->pages[first + i].slice_count = 0;
   }
   return page;
@@ -190,10 +182,7 @@ static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
   size_t first = page_index(seg, page);
   uint64_t mask = run_mask(first, page->slice_count);
-  /* A later free of a block here must fail the block-start check. */
-  page->block_area = 0;
-  page->free = page->local_free = NULL;
-  page->used = 0;
+  page_descriptors_clear(seg, page); /* later frees here must fail the check */
   seg->used_slices &= ~mask;
   if (seg->in_full_list) {
     seg_list_remove(&heap->segments_full, seg);
@@ -226,18 +215,19 @@ void segments_abandon(ebb_heap_t *heap) {
       seg->in_full_list = 0;
       FOR_EACH_PAGE(seg, page) {
         page_collect(page);
-        page->used &= ~EBB_USED_FULL_BIT;
+        page_mark_full(page, false);
         atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
         page->next = page->prev = NULL;
         if (page_used(page) == 0) {
           uint64_t mask = run_mask(page_index(seg, page), page->slice_count);
-          page->block_area = 0;
+          page_descriptors_clear(seg, page);
           seg->used_slices &= ~mask;
         }
       }
       if (seg->used_slices == HEADER_SLICES) {
         pool_push(seg);
       } else {
+        segment_set_owner_thread(seg, 0);
         atomic_store_explicit(&seg->owner, NULL, memory_order_release);
         lock_acquire(&abandoned_lock);
         seg->prev = NULL;
@@ -263,10 +253,11 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
   seg->next = seg->prev = NULL;
   atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
   atomic_store_explicit(&seg->owner, heap, memory_order_release);
+  segment_set_owner_thread(seg, heap->thread_id);
   FOR_EACH_PAGE(seg, page) {
     page_collect(page);
     if (page_used(page) == 0) {
-      page->block_area = 0;
+      page_descriptors_clear(seg, page);
       seg->used_slices &= ~run_mask(page_index(seg, page), page->slice_count);
     } else {
       page_enqueue(heap, page); /* puts it on the full list if it has no room */
@@ -324,35 +315,29 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
   seg->used_slices = ALL_SLICES;
   ebb_page_t *page = &seg->pages[0];
   page->start = base + offset;
-  page->block_size = total - offset;
-  page->block_area = 1; /* only the block start itself is valid */
-  page->divisor_magic = 1;
-  page->used = 1;
-  page->capacity = page->reserved = 1;
+  page_set_geometry(page, total - offset, 1);
+  page->used_minus_one = 0; /* one block in use */
+  page->capacity = 1;
   page->slice_count = 1;
   if (!shifted) {
     size_t slice = offset >> EBB_SLICE_SHIFT;
-    if (slice) seg->pages[slice].head_delta = (uint32_t)(slice * sizeof(ebb_page_t));
-    segmap_set(ebb_segmap, (uintptr_t)base, true);
+    if (slice) seg->pages[slice].head_delta = slice * sizeof(ebb_page_t);
+    segmap_set((uintptr_t)base, EBB_SEGMAP_SEGMENT);
   } else {
-    segmap_set(ebb_segmap_shifted, (uintptr_t)page->start, true);
+    segmap_set((uintptr_t)page->start, EBB_SEGMAP_SHIFTED);
   }
   return page->start;
 }
 
 ebb_segment_t *huge_segment_of_shifted(const void *p) {
-  if (!segmap_test(ebb_segmap_shifted, (uintptr_t)p)) return NULL;
-  ebb_segment_t *seg = (ebb_segment_t *)(((uintptr_t)p & ~(uintptr_t)EBB_SEGMENT_MASK) -
-                                         EBB_SEGMENT_SIZE);
-  return seg;
+  return (ebb_segment_t *)(((uintptr_t)p & ~(uintptr_t)EBB_SEGMENT_MASK) - EBB_SEGMENT_SIZE);
 }
 
 void huge_free(ebb_segment_t *seg, ebb_page_t *page) {
-  if (page->start == seg->map_base + EBB_SEGMENT_SIZE &&
-      segmap_test(ebb_segmap_shifted, (uintptr_t)page->start))
-    segmap_set(ebb_segmap_shifted, (uintptr_t)page->start, false);
+  if (page->start == seg->map_base + EBB_SEGMENT_SIZE)
+    segmap_set((uintptr_t)page->start, EBB_SEGMAP_NONE); /* shifted */
   else
-    segmap_set(ebb_segmap, (uintptr_t)seg, false);
+    segmap_set((uintptr_t)seg, EBB_SEGMAP_NONE);
   atomic_fetch_sub_explicit(&ebb_huge_bytes, seg->map_size, memory_order_relaxed);
   atomic_fetch_sub_explicit(&ebb_huge_count, 1, memory_order_relaxed);
   os_unmap(seg->map_base, seg->map_size);
@@ -371,8 +356,8 @@ void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size) {
   uint8_t *base = os_remap_aligned(old_base, seg->map_size, total, EBB_SEGMENT_SIZE, 0);
   if (base == NULL) return NULL;
   if (base != old_base) {
-    segmap_set(ebb_segmap, (uintptr_t)old_base, false);
-    segmap_set(ebb_segmap, (uintptr_t)base, true);
+    segmap_set((uintptr_t)old_base, EBB_SEGMAP_NONE);
+    segmap_set((uintptr_t)base, EBB_SEGMAP_SEGMENT);
   }
   seg = (ebb_segment_t *)base;
   page = &seg->pages[0];
