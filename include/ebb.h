@@ -34,10 +34,8 @@ extern "C" {
 #define EBB_VERSION_STRING "0.1.0"
 const char *ebb_version(void);
 
-/* malloc(3): at least `size` bytes.  Blocks are aligned to 16, except that a
- * request whose block is an odd multiple of 8 bytes (8, 24, 40, ... 120 B) is
- * aligned to 8: no type of such a size needs more.  ebb_malloc(0) returns a
- * unique pointer that may be freed. */
+/* malloc(3): at least `size` bytes, aligned to 16 (to 8 for sizes up to 8).
+ * ebb_malloc(0) returns a unique pointer that may be freed. */
 void *ebb_malloc(size_t size) EBB_MALLOC_ATTR;
 
 /* calloc(3): count * size zeroed bytes; NULL with ENOMEM if the product

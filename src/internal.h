@@ -53,24 +53,31 @@
 #define EBB_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * EBB_SEGMENT_SIZE)
 
 /* ---- size classes -------------------------------------------------------- */
-/* Classes 1..16 are exact multiples of 8 up to 128 B; above that, 8 classes
- * per doubling up to EBB_LARGE_MAX (at most 12.5% rounding waste). */
-#define EBB_CLASS_COUNT 129 /* index 0 unused; class 128 is 2 MiB */
+/* Class 1 is 8 B; classes 2..9 step by 16 up to 128 B, because every block
+ * above 8 B must be 16-aligned (max_align_t on x86-64 and arm64, and code
+ * such as hashbrown's SIMD table loads relies on it).  Above 128 B, 8 classes
+ * per doubling up to EBB_LARGE_MAX: at most 12.5% rounding waste. */
+#define EBB_CLASS_COUNT 122 /* index 0 unused; class 121 is 2 MiB */
 #define EBB_DIRECT_MAX 1024 /* sizes served through heap->direct[] */
 /* Indexed by the request size itself: 8 KiB a heap, and two instructions
  * fewer on every malloc than indexing by words. */
 #define EBB_DIRECT_COUNT (EBB_DIRECT_MAX + 1)
 
+_Static_assert(EBB_LARGE_MAX == (size_t)1 << 21 && EBB_CLASS_COUNT == 9 + (21 - 7) * 8 + 1,
+               "classes: 9 up to 128 B, then 8 per doubling to 2 MiB");
+
 EBB_INLINE unsigned size_class_of(size_t size) {
-  if (size <= 128) return size <= 8 ? 1 : (unsigned)((size + 7) >> 3);
+  if (size <= 8) return 1;
+  if (size <= 128) return 1u + (unsigned)((size + 15) >> 4);
   size_t s = size - 1;
   unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1) */
-  return 16u + (b - 7u) * 8u + (unsigned)((s >> (b - 3u)) & 7u) + 1u;
+  return 9u + (b - 7u) * 8u + (unsigned)((s >> (b - 3u)) & 7u) + 1u;
 }
 
 EBB_INLINE size_t class_size(unsigned c) {
-  if (c <= 16) return (size_t)c * 8;
-  unsigned k = c - 17u, b = 7u + k / 8u, i = k % 8u;
+  if (c == 1) return 8;
+  if (c <= 9) return (size_t)(c - 1) * 16;
+  unsigned k = c - 10u, b = 7u + k / 8u, i = k % 8u;
   return ((size_t)1 << b) + (size_t)(i + 1u) * ((size_t)1 << (b - 3u));
 }
 
@@ -273,6 +280,7 @@ void lock_acquire(ebb_lock_t *l);
 void lock_release(ebb_lock_t *l);
 
 /* ---- segment.c: segments, spans, the pool, abandonment ------------------- */
+int find_free_run(uint64_t used, size_t count); /* first run of `count` clear bits, or -1 */
 ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices);
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page);
 void *huge_alloc(size_t size, size_t alignment, bool zero);

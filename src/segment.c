@@ -35,7 +35,7 @@ static uint64_t run_mask(size_t first, size_t count) {
 /* First index of `count` consecutive clear bits in `used`, or -1.  Runs
  * of length 2k start where runs of length k start k bits apart; the last
  * step adds the remainder (at most the current length, so runs overlap). */
-static int find_free_run(uint64_t used, size_t count) {
+int find_free_run(uint64_t used, size_t count) {
   uint64_t starts = ~used;
   size_t len = 1;
   while (len < count && starts) {

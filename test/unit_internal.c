@@ -1,0 +1,109 @@
+/* Unit tests of ebb's internal arithmetic: size classes, the one-multiply
+ * block-start check (exhaustively, for every class's page geometry), and
+ * the slice-run search.  Linked with build/libebb.a. */
+#include "internal.h"
+#include "testutil.h"
+
+static size_t slices_for_class(size_t bs) {
+  if (bs <= EBB_SMALL_MAX) return 1;
+  if (bs <= EBB_MEDIUM_MAX) return EBB_MEDIUM_PAGE_SLICES;
+  return (bs + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+}
+
+static void test_size_classes(void) {
+  size_t prev = 0;
+  for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) {
+    size_t s = class_size(c);
+    CHECK(s > prev);          /* strictly increasing */
+    CHECK(s % 8 == 0);
+    if (s > 8) CHECK(s % 16 == 0); /* malloc's 16-byte alignment */
+    CHECK(size_class_of(s) == c);      /* a class size maps to itself */
+    CHECK(size_class_of(prev + 1) == c); /* and so does the smallest size in it */
+    if (s > 128) {
+      /* rounding waste at most 12.5% of the request */
+      CHECK((s - (prev + 1)) * 8 <= prev + 1);
+    }
+    prev = s;
+  }
+  CHECK(class_size(EBB_CLASS_COUNT - 1) == EBB_LARGE_MAX);
+  CHECK(size_class_of(0) == 1);
+  /* every size up to the largest class gets a class that fits it */
+  for (size_t n = 0; n <= EBB_LARGE_MAX; n += (n < 65536 ? 1 : 61)) {
+    unsigned c = size_class_of(n);
+    CHECK(c >= 1 && c < EBB_CLASS_COUNT);
+    CHECK(class_size(c) >= n);
+    CHECK(c == 1 || class_size(c - 1) < n);
+  }
+  /* powers of two are classes (aligned requests rely on it) */
+  for (size_t a = 8; a <= EBB_LARGE_MAX; a <<= 1) CHECK(class_size(size_class_of(a)) == a);
+}
+
+/* The contract of page_is_block_start: page_of() only ever pairs a
+ * pointer with the descriptor of the span it lies in (free slices and the
+ * header slice have cleared descriptors), so the check must be exact for
+ * every offset inside the span.  Only single-block pages (large and huge)
+ * can be paired with a pointer before their start (a huge block's header
+ * region), and must reject it. */
+static void test_block_start_check(void) {
+  static ebb_page_t page;
+  for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) {
+    size_t bs = class_size(c);
+    size_t span = slices_for_class(bs) * EBB_SLICE_SIZE;
+    uint32_t reserved = (uint32_t)(span / bs);
+    memset(&page, 0, sizeof page);
+    page.start = (uint8_t *)(uintptr_t)0x7f0000400000ull;
+    page_set_geometry(&page, bs, reserved);
+    size_t errors = 0;
+    for (size_t off = 0; off < span; off++) {
+      bool want = off % bs == 0 && off / bs < reserved;
+      bool got = page_is_block_start(&page, page.start + off);
+      if (want != got && errors++ < 3)
+        fprintf(stderr, "class %u (bs %zu): offset %zu: want %d got %d\n", c, bs, off, want, got);
+    }
+    if (reserved == 1)
+      for (size_t back = 1; back <= 65536; back++)
+        if (page_is_block_start(&page, page.start - back) && errors++ < 3)
+          fprintf(stderr, "class %u: accepted start-%zu\n", c, back);
+    CHECK(errors == 0);
+  }
+  /* a huge block's geometry: only its start */
+  memset(&page, 0, sizeof page);
+  page.start = (uint8_t *)(uintptr_t)0x7f0000401000ull;
+  page_set_geometry(&page, (size_t)64 << 20, 1);
+  CHECK(page_is_block_start(&page, page.start));
+  for (size_t off = 1; off < EBB_SEGMENT_SIZE; off += 8) {
+    CHECK(!page_is_block_start(&page, page.start + off) || off == 0);
+    if (off < 4096) CHECK(!page_is_block_start(&page, page.start - off));
+  }
+  /* a cleared descriptor rejects everything */
+  memset(&page, 0, sizeof page);
+  for (uintptr_t p = 0; p < 1 << 20; p += 8) CHECK(!page_is_block_start(&page, (void *)p));
+}
+
+static void test_find_free_run(void) {
+  uint64_t state = 7;
+  for (int iter = 0; iter < 20000; iter++) {
+    uint64_t used = test_rand(&state) & test_rand(&state); /* sparse-ish */
+    if (iter % 3 == 0) used |= test_rand(&state);
+    size_t count = 1 + test_rand(&state) % 64;
+    int got = find_free_run(used, count);
+    int want = -1;
+    for (size_t i = 0; i + count <= 64 && want < 0; i++) {
+      uint64_t m = (count == 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1)) << i;
+      if ((used & m) == 0) want = (int)i;
+    }
+    if (got != want) fprintf(stderr, "used %016llx count %zu: want %d got %d\n",
+                             (unsigned long long)used, count, want, got);
+    CHECK(got == want);
+  }
+  CHECK(find_free_run(0, 64) == 0);
+  CHECK(find_free_run(1, 63) == 1);
+  CHECK(find_free_run(1, 64) == -1);
+}
+
+int main(void) {
+  test_size_classes();
+  test_block_start_check();
+  test_find_free_run();
+  TEST_DONE();
+}
