@@ -49,8 +49,10 @@
  * boundary, so a class whose size is a multiple of A has A-aligned blocks. */
 #define EBB_MAX_CLASS_ALIGN EBB_SLICE_SIZE
 
-/* Requests above this fail with ENOMEM before any arithmetic can overflow. */
-#define EBB_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * EBB_SEGMENT_SIZE)
+/* Requests above this fail with ENOMEM before any arithmetic can overflow:
+ * ebb maps nothing above 2^48 (the segment map's reach, and the user address
+ * space of x86-64 and arm64), so no larger block could ever exist. */
+#define EBB_MAX_REQUEST (((size_t)1 << 48) - 2 * EBB_SEGMENT_SIZE)
 
 /* ---- size classes -------------------------------------------------------- */
 /* Class 1 is 8 B; classes 2..9 step by 16 up to 128 B, because every block

@@ -295,7 +295,11 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
     offset = EBB_SEGMENT_SIZE;
     map_align = alignment;
   } else {
-    offset = alignment > ebb_os_page_size ? alignment : ebb_os_page_size;
+    /* The block starts past the whole header: a pointer into the block's
+     * first 4 MiB is looked up in the header's descriptors, which must be
+     * ebb's (zero: rejected), never the user's bytes. */
+    offset = round_up(sizeof(ebb_segment_t), alignment > ebb_os_page_size ? alignment
+                                                                           : ebb_os_page_size);
     map_align = EBB_SEGMENT_SIZE;
   }
   if (size > EBB_MAX_REQUEST || size > EBB_MAX_REQUEST - offset) {
