@@ -81,8 +81,9 @@ test: test-bins
 	@test/run.sh
 
 # ---- bench ---------------------------------------------------------------
+# QUICK=1: tiny sizes and one run, a smoke test (part of make test).
 bench: all
-	@bench/run.sh
+	@bench/run.sh $(if $(QUICK),--quick)
 
 # ---- install -------------------------------------------------------------
 install: all

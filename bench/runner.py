@@ -1,0 +1,613 @@
+#!/usr/bin/env python3
+"""ebb's benchmark runner: every workload on every allocator, side by side.
+
+Allocators are swapped by LD_PRELOAD into the same binaries: ebb
+(build/libebb.so), glibc (nothing preloaded), and Debian's mimalloc,
+jemalloc and tcmalloc.  Runs are interleaved (round by round, with the
+allocator order rotated each round) so machine drift hits all alike, and
+the median of the rounds is reported: wall time, CPU time (user + system)
+and peak RSS, each also as a ratio to ebb, with geometric means at the end.
+
+Results go to bench/results/ (quick runs to bench/results/quick/):
+results.json, results.csv, timeseries-*.csv and PNG charts (gnuplot).
+"""
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "bench"
+NPROC = os.cpu_count() or 1
+PAGE_KB = os.sysconf("SC_PAGESIZE") // 1024
+
+PEERS = {
+    "mimalloc": "libmimalloc.so.2",
+    "jemalloc": "libjemalloc.so.2",
+    "tcmalloc": "libtcmalloc_minimal.so.4",
+}
+APT_NAMES = {"mimalloc": "libmimalloc2.0", "jemalloc": "libjemalloc2",
+             "tcmalloc": "libtcmalloc-minimal4"}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def find_system_lib(soname):
+    for d in sorted(glob.glob("/usr/lib/*-linux-gnu")) + ["/usr/lib", "/lib"]:
+        p = Path(d) / soname
+        if p.exists():
+            return p
+    return None
+
+
+def discover_allocators(wanted):
+    """[(name, preload path or None)], and the names that are missing."""
+    allocs, missing = [], []
+    ebb = ROOT / "build" / "libebb.so"
+    for name in wanted:
+        if name == "ebb":
+            allocs.append(("ebb", ebb))
+        elif name == "glibc":
+            allocs.append(("glibc", None))
+        else:
+            lib = find_system_lib(PEERS[name])
+            if lib:
+                allocs.append((name, lib))
+            else:
+                missing.append(name)
+    return allocs, missing
+
+
+def preload_env(lib, extra=None):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if lib is not None:
+        env["LD_PRELOAD"] = str(lib)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def check_preload_takes(allocs):
+    """Run a tiny process per allocator and check that the preloaded
+    library is mapped and serves malloc (dladdr of malloc names it)."""
+    probe = BUILD / "probe_malloc"
+    for name, lib in allocs:
+        out = subprocess.run([str(probe)], env=preload_env(lib), capture_output=True,
+                             text=True).stdout.strip()
+        want = Path(lib).name if lib else "libc.so"
+        if want not in out:
+            raise SystemExit(f"bench: {name}: malloc resolves to {out!r}, not {want}")
+
+
+# ---- running one process ----------------------------------------------------
+
+def read_rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def run_process(cmd, env, sample_period=None, stdin_path=None, cwd=None, timeout=600):
+    """Run cmd; return wall, cpu, peak RSS (KiB), stdout text and, with
+    sample_period, [(t, rss_kb)] polled from /proc while it runs."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=stdin, cwd=cwd)
+    out_chunks, err_chunks = [], []
+    readers = [threading.Thread(target=lambda s=proc.stdout, o=out_chunks: o.append(s.read())),
+               threading.Thread(target=lambda s=proc.stderr, o=err_chunks: o.append(s.read()))]
+    for r in readers:
+        r.start()
+    samples = []
+    status = rusage = None
+    next_sample = 0.0
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        now = time.perf_counter() - t0
+        if now > timeout:
+            proc.kill()
+        if sample_period is not None and now >= next_sample:
+            rss = read_rss_kb(proc.pid)
+            if rss is not None:
+                samples.append((now, rss))
+            next_sample = now + sample_period
+        time.sleep(0.005 if sample_period is None else min(0.005, sample_period / 4))
+    wall = time.perf_counter() - t0
+    for r in readers:
+        r.join()
+    if stdin_path:
+        stdin.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = b"".join(out_chunks).decode(errors="replace")
+    err = b"".join(err_chunks).decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {err.strip()[-500:]}")
+    return {"wall": wall, "cpu": rusage.ru_utime + rusage.ru_stime,
+            "rss_kb": rusage.ru_maxrss, "stdout": out, "samples": samples}
+
+
+# ---- workloads --------------------------------------------------------------
+
+class Workload:
+    """A named measurement.  run(lib) returns a dict with at least wall, cpu
+    and rss_kb; `binding` says how the program reaches its allocator."""
+
+    def __init__(self, name, title, run, binding="calls malloc through libc's symbols: "
+                 "LD_PRELOAD replaces it", extra_cols=()):
+        self.name, self.title, self.run, self.binding = name, title, run, binding
+        self.extra_cols = extra_cols
+
+
+def c_workload(prog, threads, scale, sample=False):
+    exe = BUILD / prog
+
+    def run(lib):
+        r = run_process([str(exe), "-t", str(threads), "-s", str(scale)], preload_env(lib),
+                        sample_period=0.05 if sample else None)
+        m = re.search(r"^ops=(\d+)", r["stdout"], re.M)
+        r["ops"] = int(m.group(1)) if m else None
+        return r
+    return run
+
+
+def service_metrics(r):
+    """Peak RSS over peak live bytes, from the workload's own samples."""
+    live = [(float(t), int(b)) for t, b in re.findall(r"^sample t=([\d.]+) live=(\d+)",
+                                                      r["stdout"], re.M)]
+    r["live"] = live
+    peak_live_kb = max((b for _, b in live), default=0) / 1024
+    r["rss_over_live"] = r["rss_kb"] / peak_live_kb if peak_live_kb else None
+    return r
+
+
+def burst_metrics(r):
+    """RSS 1 s and 10 s after the workload reports its frees done."""
+    m = re.search(r"^freed_at t=([\d.]+)", r["stdout"], re.M)
+    freed = float(m.group(1)) if m else None
+    r["freed_at"] = freed
+
+    def rss_at(t):
+        best = None
+        for ts, rss in r["samples"]:
+            if ts <= t:
+                best = rss
+        return best
+    if freed is not None:
+        r["rss_1s_kb"] = rss_at(freed + 1.0)
+        r["rss_10s_kb"] = rss_at(freed + 10.0) or (r["samples"][-1][1] if r["samples"] else None)
+    return r
+
+
+def program_workload(kind, quick):
+    """Real programs from Debian, each run as the user would run it."""
+    scale = 0.05 if quick else 1.0
+    if kind == "python":
+        py = shutil.which("python3")
+        script = ROOT / "bench/programs/alloc_heavy.py"
+        return lambda lib: run_process([py, str(script), str(scale)], preload_env(lib))
+    if kind == "lua":
+        script = ROOT / "bench/programs/alloc_heavy.lua"
+        return lambda lib: run_process(["lua5.4", str(script), str(scale)], preload_env(lib))
+    if kind == "sqlite":
+        sql = BUILD / f"bench-{scale}.sql"
+        if not sql.exists():
+            with open(sql, "w") as f:
+                subprocess.run([sys.executable, str(ROOT / "bench/programs/gen_sql.py"), str(scale)],
+                               stdout=f, check=True)
+        return lambda lib: run_process(["sqlite3", ":memory:"], preload_env(lib), stdin_path=sql)
+    if kind == "gcc":
+        src = BUILD / f"big-{scale}.c"
+        if not src.exists():
+            with open(src, "w") as f:
+                subprocess.run([sys.executable, str(ROOT / "bench/programs/gen_c.py"), str(scale)],
+                               stdout=f, check=True)
+        obj = BUILD / "big.o"
+        return lambda lib: run_process(["gcc", "-O2", "-c", str(src), "-o", str(obj)],
+                                       preload_env(lib))
+    raise ValueError(kind)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_workload(quick, shim):
+    """redis-server on loopback under redis-benchmark (the client is not
+    preloaded).  Time is the benchmark's wall time; CPU and peak RSS are the
+    server's."""
+    requests = 20000 if quick else 400000
+
+    def run(lib):
+        if lib is None:
+            lib = shim  # redis links jemalloc: route its malloc to glibc's
+        port = free_port()
+        tmp = tempfile.mkdtemp(prefix="ebb-redis-")
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", tmp,
+                                   "--protected-mode", "yes"],
+                                  env=preload_env(lib), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(200):
+                ping = subprocess.run(["redis-cli", "-p", str(port), "ping"],
+                                      capture_output=True, text=True)
+                if ping.stdout.strip() == "PONG":
+                    break
+                time.sleep(0.02)
+            else:
+                raise RuntimeError("redis-server did not start")
+            maps = Path(f"/proc/{server.pid}/maps").read_text()
+            t0 = time.perf_counter()
+            bench = subprocess.run(["redis-benchmark", "-p", str(port), "-q", "-n", str(requests),
+                                    "-c", "50", "-P", "8", "-d", "256", "-r", "100000",
+                                    "-t", "set,get,lpush,lpop,sadd,hset,mset", "--csv"],
+                                   capture_output=True, text=True, timeout=600, check=True,
+                                   env=preload_env(None))
+            wall = time.perf_counter() - t0
+            with open(f"/proc/{server.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            tick = os.sysconf("SC_CLK_TCK")
+            cpu = (int(fields[11]) + int(fields[12])) / tick
+            hwm = 0
+            with open(f"/proc/{server.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm = int(line.split()[1])
+            rps = [float(row[1]) for row in csv.reader(bench.stdout.splitlines()[1:]) if len(row) > 1]
+            served_by = Path(lib).name if lib else "libjemalloc.so.2"
+            if lib is not None and Path(lib).name not in maps:
+                raise RuntimeError(f"redis-server did not map {lib}")
+            return {"wall": wall, "cpu": cpu, "rss_kb": hwm, "samples": [],
+                    "ops_per_s": statistics.mean(rps) if rps else None, "served_by": served_by}
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            shutil.rmtree(tmp, ignore_errors=True)
+    return run
+
+
+def build_workloads(quick, only):
+    s = 0.02 if quick else 1.0
+    n = NPROC
+    W = []
+
+    def add(name, title, run, **kw):
+        if only and not any(re.fullmatch(o, name) for o in only):
+            return
+        W.append(Workload(name, title, run, **kw))
+
+    add("tight_fixed-1t", "malloc/free 16 and 32 B, 1 thread", c_workload("tight_fixed", 1, s))
+    add(f"tight_fixed-{n}t", f"malloc/free 16 and 32 B, {n} threads", c_workload("tight_fixed", n, s))
+    add("tight_random-1t", "malloc/free 8-1024 B, 1 thread", c_workload("tight_random", 1, s))
+    add(f"tight_random-{n}t", f"malloc/free 8-1024 B, {n} threads", c_workload("tight_random", n, s))
+    add(f"larson-{n}t", f"server simulation, {n} threads, most frees remote", c_workload("larson", n, s))
+    add(f"larson-{4*n}t", f"server simulation, {4*n} threads (oversubscribed)",
+        c_workload("larson", 4 * n, s))
+    add(f"xmalloc-{2*n}t", f"producer/consumer, {n} producers + {n} consumers",
+        c_workload("xmalloc", 2 * n, s))
+    add(f"cache_scratch-{n}t", "passive false sharing", c_workload("cache_scratch", n, s))
+    add(f"cache_thrash-{n}t", "active false sharing", c_workload("cache_thrash", n, s))
+    add(f"mstress-{n}t", "mixed lifetimes, growth and shrink phases", c_workload("mstress", n, s))
+    add(f"sh8bench-{n}t", "arrays freed forward/reverse/interleaved", c_workload("sh8bench", n, s))
+    add(f"alloc_test-{n}t", "random slots, log-distributed sizes", c_workload("alloc_test", n, s))
+    add(f"realloc_grow-{n}t", "vectors and strings grown by realloc", c_workload("realloc_grow", n, s))
+    add(f"large-{n}t", "64 KiB - 32 MiB objects", c_workload("large", n, s))
+    add("service", f"long-running service, {2*n} workers, shared cache evicted by others",
+        lambda lib: service_metrics(c_workload("service", n, s, sample=True)(lib)),
+        extra_cols=("rss_over_live",))
+    add("burst", "1 GiB burst, 2% kept scattered, then asleep",
+        lambda lib: burst_metrics(c_workload("burst", 1, s, sample=True)(lib)),
+        extra_cols=("rss_1s_kb", "rss_10s_kb"))
+    add("redis", "redis-server under redis-benchmark (loopback)",
+        redis_workload(quick, BUILD / "glibc_shim.so"),
+        binding="links Debian's jemalloc but calls the unprefixed malloc family, so "
+                "LD_PRELOAD replaces it; its 'glibc' run preloads bench/tools/glibc_shim.c, "
+                "which routes the family to glibc's own functions")
+    add("python3", "python3 allocation-heavy script", program_workload("python", quick),
+        binding="python3 uses pymalloc for objects <= 512 B (arenas from mmap) and malloc "
+                "for the rest: LD_PRELOAD replaces that malloc")
+    add("lua5.4", "lua5.4 allocation-heavy script", program_workload("lua", quick))
+    add("sqlite3", "sqlite3 on an in-memory database", program_workload("sqlite", quick))
+    add("gcc", "gcc -O2 of a large generated file", program_workload("gcc", quick),
+        binding="gcc and cc1 call malloc through libc's symbols; LD_PRELOAD is inherited by cc1")
+    return W
+
+
+# ---- building ----------------------------------------------------------------
+
+def build(cc):
+    BUILD.mkdir(parents=True, exist_ok=True)
+    flags = ["-std=gnu11", "-O2", "-g", "-pthread", "-fno-builtin-malloc", "-fno-builtin-free",
+             "-fno-builtin-calloc", "-fno-builtin-realloc"]
+    for src in sorted((ROOT / "bench/workloads").glob("*.c")):
+        exe = BUILD / src.stem
+        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+            subprocess.run([cc] + flags + [str(src), "-o", str(exe), "-lm"], check=True)
+    shim = BUILD / "glibc_shim.so"
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", str(ROOT / "bench/tools/glibc_shim.c"),
+                    "-o", str(shim), "-ldl"], check=True)
+    probe = BUILD / "probe_malloc"
+    subprocess.run([cc, "-O2", "-x", "c", "-", "-o", str(probe), "-ldl"], check=True, text=True,
+                   input='#define _GNU_SOURCE\n#include <dlfcn.h>\n#include <stdio.h>\n'
+                         '#include <stdlib.h>\nint main(void){Dl_info i; void *p = malloc(1);'
+                         'void *f = dlsym(RTLD_DEFAULT, "malloc");'
+                         'if (dladdr(f, &i)) puts(i.dli_fname); free(p); return 0;}\n')
+
+
+# ---- reporting ---------------------------------------------------------------
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_ratio(v, base):
+    if v is None or not base:
+        return "      -"
+    return f"({v / base:5.2f})"
+
+
+def summarise(workloads, allocs, results):
+    """Medians per workload x allocator, and geometric means of ratios."""
+    table = {}
+    for w in workloads:
+        for name, _ in allocs:
+            runs = results.get((w.name, name), [])
+            if not runs:
+                continue
+            row = {k: median([r.get(k) for r in runs])
+                   for k in ("wall", "cpu", "rss_kb", "ops_per_s") + tuple(w.extra_cols)}
+            row["runs"] = len(runs)
+            table[(w.name, name)] = row
+    return table
+
+
+def print_tables(workloads, allocs, table, out):
+    geo = {name: {"wall": [], "cpu": [], "rss_kb": []} for name, _ in allocs}
+    for w in workloads:
+        base = table.get((w.name, "ebb"))
+        if not base:
+            continue
+        print(f"\n## {w.name}: {w.title}", file=out)
+        print(f"   ({w.binding})", file=out)
+        extra_head = "".join(f" {c:>14}" for c in w.extra_cols)
+        print(f"   {'allocator':<10} {'wall s':>8} {'ratio':>7} {'cpu s':>8} {'ratio':>7}"
+              f" {'peak RSS MiB':>13} {'ratio':>7}{extra_head}", file=out)
+        for name, _ in allocs:
+            row = table.get((w.name, name))
+            if not row:
+                continue
+            extra = ""
+            for c in w.extra_cols:
+                v = row.get(c)
+                extra += f" {('-' if v is None else (f'{v/1024:.0f} MiB' if c.endswith('_kb') else f'{v:.2f}')):>14}"
+            print(f"   {name:<10} {row['wall']:8.3f} {fmt_ratio(row['wall'], base['wall'])}"
+                  f" {row['cpu']:8.3f} {fmt_ratio(row['cpu'], base['cpu'])}"
+                  f" {row['rss_kb']/1024:13.1f} {fmt_ratio(row['rss_kb'], base['rss_kb'])}{extra}",
+                  file=out)
+            for k in ("wall", "cpu", "rss_kb"):
+                if row[k] and base[k]:
+                    geo[name][k].append(row[k] / base[k])
+    print("\n## geometric mean of ratios to ebb (above 1: ebb is faster / smaller)", file=out)
+    print(f"   {'allocator':<10} {'wall':>7} {'cpu':>7} {'peak RSS':>9}  workloads", file=out)
+    gm = {}
+    for name, _ in allocs:
+        g = geo[name]
+        vals = {k: (math.exp(sum(map(math.log, v)) / len(v)) if v else None) for k, v in g.items()}
+        gm[name] = vals
+        if vals["wall"] is None:
+            continue
+        print(f"   {name:<10} {vals['wall']:7.2f} {vals['cpu']:7.2f} {vals['rss_kb']:9.2f}"
+              f"  {len(g['wall'])}", file=out)
+    return gm
+
+
+def write_files(outdir, workloads, allocs, table, results, gm, meta):
+    outdir.mkdir(parents=True, exist_ok=True)
+    with open(outdir / "results.csv", "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["workload", "allocator", "runs", "wall_s", "cpu_s", "peak_rss_kib",
+                     "wall_ratio", "cpu_ratio", "rss_ratio", "ops_per_s", "rss_over_live",
+                     "rss_1s_kib", "rss_10s_kib"])
+        for w in workloads:
+            base = table.get((w.name, "ebb"))
+            for name, _ in allocs:
+                row = table.get((w.name, name))
+                if not row or not base:
+                    continue
+                wr.writerow([w.name, name, row["runs"], f"{row['wall']:.4f}", f"{row['cpu']:.4f}",
+                             row["rss_kb"],
+                             f"{row['wall']/base['wall']:.4f}", f"{row['cpu']/base['cpu']:.4f}",
+                             f"{row['rss_kb']/base['rss_kb']:.4f}",
+                             row.get("ops_per_s") or "", row.get("rss_over_live") or "",
+                             row.get("rss_1s_kb") or "", row.get("rss_10s_kb") or ""])
+    doc = {"meta": meta, "geomean_ratio_to_ebb": gm,
+           "workloads": [{"name": w.name, "title": w.title, "binding": w.binding,
+                          "results": {name: table.get((w.name, name)) for name, _ in allocs}}
+                         for w in workloads]}
+    (outdir / "results.json").write_text(json.dumps(doc, indent=1))
+    # RSS over time, from each allocator's last run of the sampled workloads
+    for wname in ("service", "burst"):
+        runs = {name: results.get((wname, name)) for name, _ in allocs}
+        if not any(runs.values()):
+            continue
+        with open(outdir / f"timeseries-{wname}.csv", "w", newline="") as f:
+            wr = csv.writer(f)
+            wr.writerow(["allocator", "t_s", "rss_mib", "live_mib"])
+            for name, rs in runs.items():
+                if not rs:
+                    continue
+                r = rs[-1]
+                live = dict((round(t, 1), b) for t, b in r.get("live", []))
+                for t, rss in r["samples"]:
+                    lv = live.get(round(t, 1))
+                    wr.writerow([name, f"{t:.3f}", f"{rss/1024:.1f}",
+                                 "" if lv is None else f"{lv/2**20:.1f}"])
+
+
+def charts(outdir, workloads, allocs, table):
+    if not shutil.which("gnuplot"):
+        log("bench: gnuplot not found (apt-get install gnuplot-nox): no charts")
+        return
+    peers = [name for name, _ in allocs if name != "ebb"]
+    dat = outdir / "ratios.dat"
+    with open(dat, "w") as f:
+        f.write("workload " + " ".join(f"{p}_wall {p}_rss" for p in peers) + "\n")
+        for w in workloads:
+            base = table.get((w.name, "ebb"))
+            if not base:
+                continue
+            vals = []
+            for p in peers:
+                row = table.get((w.name, p))
+                vals += [f"{row['wall']/base['wall']:.4f}" if row else "NaN",
+                         f"{row['rss_kb']/base['rss_kb']:.4f}" if row else "NaN"]
+            f.write(w.name + " " + " ".join(vals) + "\n")
+    script = f"""
+set terminal png size 1400,900 font ",10"
+set output '{outdir}/ratios.png'
+set multiplot layout 2,1 title "Peers relative to ebb (above 1: ebb is faster / smaller); medians"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y 2
+set yrange [0.25:16]
+set grid ytics
+set xtics rotate by -35 scale 0
+set key outside right top
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb "black" front
+set ylabel "wall time / ebb's"
+plot {", ".join(f"'{dat}' using {2+2*i}:xtic(1) title '{p}'" for i, p in enumerate(peers))}
+set ylabel "peak RSS / ebb's"
+plot {", ".join(f"'{dat}' using {3+2*i}:xtic(1) title '{p}'" for i, p in enumerate(peers))}
+unset multiplot
+"""
+    for wname, title in (("service", "service: RSS over time"),
+                         ("burst", "burst: RSS over time (frees done, then asleep)")):
+        ts = outdir / f"timeseries-{wname}.csv"
+        if not ts.exists():
+            continue
+        plots = []
+        for name, _ in allocs:
+            plots.append(f"'< grep ^{name}, {ts}' using 2:3 with lines lw 2 title '{name}'")
+        if wname == "service":
+            plots.append(f"'< grep ^ebb, {ts}' using 2:4 with lines dt 2 lc rgb 'gray40' "
+                         f"title 'live bytes (ebb run)'")
+        script += f"""
+reset
+set terminal png size 1100,600 font ",10"
+set output '{outdir}/rss-{wname}.png'
+set datafile separator ","
+set title "{title}"
+set xlabel "seconds"
+set ylabel "RSS MiB"
+set grid
+set key outside right top
+plot {", ".join(plots)}
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
+    ap.add_argument("--runs", type=int, default=None, help="rounds (default 3; 1 with --quick)")
+    ap.add_argument("--only", default="", help="comma-separated workload name regexes")
+    ap.add_argument("--allocators", default="ebb,glibc,mimalloc,jemalloc,tcmalloc")
+    ap.add_argument("--out", default=None, help="results folder")
+    ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    args = ap.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    outdir = Path(args.out) if args.out else ROOT / "bench/results" / ("quick" if args.quick else "")
+    wanted = [a for a in args.allocators.split(",") if a]
+
+    build(args.cc)
+    allocs, missing = discover_allocators(wanted)
+    for m in missing:
+        log(f"bench: {m} is missing (apt-get install {APT_NAMES[m]}): running without it")
+    if not any(n == "ebb" for n, _ in allocs):
+        raise SystemExit("bench: ebb must be among the allocators (ratios are to ebb)")
+    check_preload_takes(allocs)
+    workloads = build_workloads(args.quick, [o for o in args.only.split(",") if o])
+    have = {w.name for w in workloads}
+    for w in list(workloads):
+        prog = {"redis": "redis-server", "lua5.4": "lua5.4", "sqlite3": "sqlite3", "gcc": "gcc"}.get(w.name)
+        if prog and not shutil.which(prog):
+            log(f"bench: {prog} not installed: skipping {w.name}")
+            workloads.remove(w)
+    if not workloads:
+        raise SystemExit(f"bench: no workload matches {args.only!r} (have {sorted(have)})")
+
+    results = {}
+    total = runs * len(workloads) * len(allocs)
+    done = 0
+    t_start = time.time()
+    for rnd in range(runs):
+        for w in workloads:
+            order = allocs[rnd % len(allocs):] + allocs[:rnd % len(allocs)]
+            for name, lib in order:
+                done += 1
+                r = w.run(lib)
+                results.setdefault((w.name, name), []).append(r)
+                elapsed = time.time() - t_start
+                eta = elapsed / done * (total - done)
+                log(f"[{done:3d}/{total}] round {rnd+1}/{runs}  {w.name:<18} {name:<9}"
+                    f" wall {r['wall']:7.3f}s  cpu {r['cpu']:7.3f}s  rss {r['rss_kb']/1024:8.1f} MiB"
+                    f"   (eta {eta/60:4.1f} min)")
+
+    table = summarise(workloads, allocs, results)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.machine(),
+            "kernel": platform.release(), "cpus": NPROC,
+            "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                               if l.startswith("model name")), "?"),
+            "mem_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
+            "runs": runs, "quick": args.quick,
+            "allocators": {n: (str(l) if l else "glibc (nothing preloaded)") for n, l in allocs},
+            "missing": missing}
+    import io
+    buf = io.StringIO()
+    print(f"# ebb benchmark  {meta['date']}  {meta['cpu_model']}, {NPROC} CPUs, "
+          f"{meta['mem_gib']} GiB, kernel {meta['kernel']}", file=buf)
+    print(f"# medians of {runs} interleaved run(s); ratio = allocator / ebb", file=buf)
+    gm = print_tables(workloads, allocs, table, buf)
+    text = buf.getvalue()
+    print(text)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "results.txt").write_text(text)
+    write_files(outdir, workloads, allocs, table, results, gm, meta)
+    charts(outdir, workloads, allocs, table)
+    log(f"bench: wrote {outdir}/results.txt, results.csv, results.json, *.png")
+
+
+if __name__ == "__main__":
+    main()
