@@ -83,9 +83,11 @@ size_t ebb_usable_size(const void *p);
  * wastes nothing.  0 if `size` is impossible. */
 size_t ebb_good_size(size_t size);
 
-/* Return free memory: merge this thread's pending frees, give empty pages
- * back to their segments and empty segments back to the process pool.
- * With force, also give all free memory in the pool back to the OS now. */
+/* Return free memory.  Merges this thread's pending frees and gives its
+ * empty pages back to their segments and empty segments to the process pool
+ * (whose memory is returned to the OS).  With force (as malloc_trim does),
+ * also adopts the segments of exited threads, so everything they left free
+ * is returned too, and releases the segment this thread keeps for reuse. */
 void ebb_collect(bool force);
 
 #ifdef __cplusplus

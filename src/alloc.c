@@ -227,7 +227,8 @@ EBB_EXPORT size_t ebb_good_size(size_t size) {
 }
 
 EBB_EXPORT void ebb_collect(bool force) {
-  ebb_heap_t *heap = ebb_tls_heap;
-  if (heap != &ebb_empty_heap) heap_collect(heap, force);
-  if (force) segment_pool_purge_all();
+  ebb_heap_t *heap = force ? heap_for_alloc() : ebb_tls_heap;
+  if (heap == NULL || heap == &ebb_empty_heap) return;
+  if (force) segments_reclaim_all(heap);
+  heap_collect(heap, force);
 }

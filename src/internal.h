@@ -291,7 +291,7 @@ void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size);
 ebb_segment_t *huge_segment_of_shifted(const void *p);
 void segments_abandon(ebb_heap_t *heap);
 void segments_release_cached(ebb_heap_t *heap);
-void segment_pool_purge_all(void);
+void segments_reclaim_all(ebb_heap_t *heap);
 void segment_locks_prefork(void);
 void segment_locks_postfork(bool child);
 

@@ -192,16 +192,29 @@ void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
   if (seg->used_slices == HEADER_SLICES) segment_now_empty(heap, seg);
 }
 
+/* Adopt every abandoned segment into `heap` (ebb_collect(true) and
+ * malloc_trim): what exited threads' blocks left free can then be released
+ * by the heap's own collect, instead of waiting for a thread that needs a
+ * segment. */
+void segments_reclaim_all(ebb_heap_t *heap) {
+  ebb_segment_t *seg;
+  while ((seg = segment_reclaim(heap)) != NULL) {
+    if (seg->used_slices == HEADER_SLICES) {
+      pool_push(seg);
+    } else if (seg->used_slices == ALL_SLICES) {
+      seg_list_push(&heap->segments_full, seg);
+      seg->in_full_list = 1;
+    } else {
+      seg_list_push(&heap->segments, seg);
+    }
+  }
+}
+
 void segments_release_cached(ebb_heap_t *heap) {
   if (heap->cached_empty) {
     pool_push(heap->cached_empty);
     heap->cached_empty = NULL;
   }
-}
-
-void segment_pool_purge_all(void) {
-  /* Pool segments are purged on entry; nothing is left resident but their
-   * header pages. */
 }
 
 /* ---- abandonment: a thread exits, its segments go to the process ---------- */
