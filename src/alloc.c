@@ -231,4 +231,5 @@ EBB_EXPORT void ebb_collect(bool force) {
   if (heap == NULL || heap == &ebb_empty_heap) return;
   if (force) segments_reclaim_all(heap);
   heap_collect(heap, force);
+  if (force) segments_release_reserves();
 }

@@ -292,6 +292,7 @@ ebb_segment_t *huge_segment_of_shifted(const void *p);
 void segments_abandon(ebb_heap_t *heap);
 void segments_release_cached(ebb_heap_t *heap);
 void segments_reclaim_all(ebb_heap_t *heap);
+void segments_release_reserves(void);
 void segment_locks_prefork(void);
 void segment_locks_postfork(bool child);
 

@@ -54,6 +54,26 @@ static void unmap_raw(void *p, size_t size) {
 
 void *os_map(size_t size) { return map_raw(size); }
 
+/* Where the next aligned mapping is likely to fit: just below the last one
+ * (the kernel hands out address space top-down).  A good hint makes an
+ * aligned mapping one mmap instead of an over-sized mmap and two munmaps. */
+static _Atomic uintptr_t aligned_hint;
+
+static void *map_at_hint(size_t size, size_t alignment, size_t offset) {
+  uintptr_t hint = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
+  if (hint < size + alignment + ((uintptr_t)1 << 32)) return NULL;
+  uintptr_t want = ((hint - size + offset) & ~(uintptr_t)(alignment - 1)) - offset;
+  void *p = mmap((void *)want, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  if (p != (void *)want) {
+    munmap(p, size);
+    return NULL;
+  }
+  atomic_fetch_add_explicit(&ebb_os_mapped_bytes, size, memory_order_relaxed);
+  return p;
+}
+
 /* Map `size` bytes at an address p where (p + offset) is a multiple of
  * `alignment` (a power of two at least the page size), trimming the slack. */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
@@ -61,8 +81,13 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
     errno = ENOMEM;
     return NULL;
   }
+  uint8_t *p = map_at_hint(size, alignment, offset);
+  if (p != NULL) {
+    atomic_store_explicit(&aligned_hint, (uintptr_t)p, memory_order_relaxed);
+    return p;
+  }
   size_t span = size + alignment;
-  uint8_t *p = map_raw(span);
+  p = map_raw(span);
   if (p == NULL) return NULL;
   uintptr_t want = (((uintptr_t)p + offset + alignment - 1) & ~(uintptr_t)(alignment - 1)) - offset;
   if (want < (uintptr_t)p) want += alignment;
@@ -70,6 +95,7 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
   size_t tail = span - head - size;
   if (head) unmap_raw(p, head);
   if (tail) unmap_raw((uint8_t *)want + size, tail);
+  atomic_store_explicit(&aligned_hint, want, memory_order_relaxed);
   return (void *)want;
 }
 

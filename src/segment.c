@@ -19,9 +19,14 @@
 uint8_t ebb_segmap[EBB_SEGMAP_SIZE];
 _Atomic size_t ebb_huge_bytes, ebb_huge_count;
 
-/* Empty segments, purged; and segments of exited threads. */
-static ebb_lock_t pool_lock, abandoned_lock;
-static ebb_segment_t *pool_list;
+/* Empty segments: up to EBB_POOL_WARM_MAX kept as they are (warm: reusing
+ * them faults nothing in), the rest purged; and segments of exited threads.
+ * The warm reserve bounds what an allocation pattern that empties and
+ * refills segments pays in page faults; ebb_collect(true) purges it. */
+#define EBB_POOL_WARM_MAX 8
+static ebb_lock_t pool_lock, abandoned_lock, huge_cache_lock; /* taken in this order around fork */
+static ebb_segment_t *pool_warm, *pool_purged;
+static size_t pool_warm_count;
 static ebb_segment_t *abandoned_list;
 
 #define ALL_SLICES (~(uint64_t)0)
@@ -67,7 +72,7 @@ static void heap_list_remove(ebb_heap_t *heap, ebb_segment_t *seg) {
 }
 
 /* ---- the pool ------------------------------------------------------------ */
-static void pool_push(ebb_segment_t *seg) {
+static void segment_purge(ebb_segment_t *seg) {
   uint64_t dirty = seg->dirty_slices & ~HEADER_SLICES;
   /* Purge dirty runs of slices with one call per run. */
   while (dirty) {
@@ -78,22 +83,58 @@ static void pool_push(ebb_segment_t *seg) {
     dirty &= ~run_mask(first, end - first);
   }
   seg->dirty_slices = HEADER_SLICES;
+}
+
+static void pool_push(ebb_segment_t *seg) {
   segment_set_owner_thread(seg, 0);
   atomic_store_explicit(&seg->owner, NULL, memory_order_release);
-  lock_acquire(&pool_lock);
   seg->prev = NULL;
-  seg->next = pool_list;
-  pool_list = seg;
+  lock_acquire(&pool_lock);
+  if (pool_warm_count < EBB_POOL_WARM_MAX) {
+    seg->next = pool_warm;
+    pool_warm = seg;
+    pool_warm_count++;
+    lock_release(&pool_lock);
+    return;
+  }
+  lock_release(&pool_lock);
+  segment_purge(seg);
+  lock_acquire(&pool_lock);
+  seg->next = pool_purged;
+  pool_purged = seg;
   lock_release(&pool_lock);
 }
 
 static ebb_segment_t *pool_pop(void) {
-  if (pool_list == NULL) return NULL; /* racy peek; the lock decides */
+  if (pool_warm == NULL && pool_purged == NULL) return NULL; /* racy peek; the lock decides */
   lock_acquire(&pool_lock);
-  ebb_segment_t *seg = pool_list;
-  if (seg) pool_list = seg->next;
+  ebb_segment_t *seg = pool_warm;
+  if (seg) {
+    pool_warm = seg->next;
+    pool_warm_count--;
+  } else if ((seg = pool_purged) != NULL) {
+    pool_purged = seg->next;
+  }
   lock_release(&pool_lock);
   return seg;
+}
+
+/* Purge the warm reserve: everything in the pool goes back to the OS. */
+static void pool_purge_warm(void) {
+  lock_acquire(&pool_lock);
+  ebb_segment_t *list = pool_warm;
+  pool_warm = NULL;
+  pool_warm_count = 0;
+  lock_release(&pool_lock);
+  while (list) {
+    ebb_segment_t *next = list->next;
+    segment_purge(list);
+    lock_acquire(&pool_lock);
+    list->next = pool_purged;
+    pool_purged = list;
+    lock_release(&pool_lock);
+    list = next;
+  }
 }
 
 static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
@@ -282,13 +323,16 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
 void segment_locks_prefork(void) {
   lock_acquire(&abandoned_lock);
   lock_acquire(&pool_lock);
+  lock_acquire(&huge_cache_lock);
 }
 
 void segment_locks_postfork(bool child) {
   if (child) {
+    atomic_store(&huge_cache_lock.held, 0);
     atomic_store(&pool_lock.held, 0);
     atomic_store(&abandoned_lock.held, 0);
   } else {
+    lock_release(&huge_cache_lock);
     lock_release(&pool_lock);
     lock_release(&abandoned_lock);
   }
@@ -297,11 +341,94 @@ void segment_locks_postfork(bool child) {
 /* ---- huge blocks ------------------------------------------------------------ */
 /* Layout: a segment header at the mapping's 4 MiB-aligned start, the block
  * at `offset` (a page, or the alignment).  Alignments of 4 MiB and more put
- * the block exactly one segment past the header ("shifted"). */
+ * the block exactly one segment past the header ("shifted").
+ *
+ * Freed huge mappings (not shifted) of up to half the cache are kept mapped,
+ * up to EBB_HUGE_CACHE_BYTES in all, and reused best-fit (the tail trimmed):
+ * a program that frees and allocates multi-MiB buffers in turn then pays
+ * neither the mapping nor the page faults again.  ebb_collect(true) unmaps
+ * them. */
+#define EBB_HUGE_CACHE_BYTES ((size_t)64 << 20)
+#define EBB_HUGE_CACHE_SLOTS 16
+static struct { uint8_t *base; size_t size; } huge_cache[EBB_HUGE_CACHE_SLOTS];
+static size_t huge_cache_count, huge_cache_bytes;
+
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
+/* A cached mapping for a block needing `size` bytes of mapping, or NULL.
+ * Best fit; one more than twice too big is trimmed; if none is big enough,
+ * the largest grows by mremap, keeping its resident pages.  *got is the
+ * mapping's size. */
+static uint8_t *huge_cache_take(size_t size, size_t *got) {
+  if (huge_cache_count == 0) return NULL; /* racy peek; the lock decides */
+  lock_acquire(&huge_cache_lock);
+  size_t best = EBB_HUGE_CACHE_SLOTS, largest = 0;
+  for (size_t i = 0; i < huge_cache_count; i++) {
+    if (huge_cache[i].size >= size &&
+        (best == EBB_HUGE_CACHE_SLOTS || huge_cache[i].size < huge_cache[best].size))
+      best = i;
+    if (huge_cache[i].size > huge_cache[largest].size) largest = i;
+  }
+  if (best == EBB_HUGE_CACHE_SLOTS) best = largest;
+  uint8_t *base = huge_cache[best].base;
+  size_t have = huge_cache[best].size;
+  huge_cache[best] = huge_cache[--huge_cache_count];
+  huge_cache_bytes -= have;
+  lock_release(&huge_cache_lock);
+  if (have < size) {
+    uint8_t *grown = os_remap_aligned(base, have, size, EBB_SEGMENT_SIZE, 0);
+    if (grown == NULL) {
+      os_unmap(base, have);
+      return NULL;
+    }
+    base = grown;
+    have = size;
+  } else if (have / 2 > size) {
+    os_unmap(base + size, have - size);
+    have = size;
+  }
+  *got = have;
+  return base;
+}
+
+static bool huge_cache_put(uint8_t *base, size_t size) {
+  if (size > EBB_HUGE_CACHE_BYTES / 2) return false;
+  lock_acquire(&huge_cache_lock);
+  bool fits = huge_cache_count < EBB_HUGE_CACHE_SLOTS &&
+              huge_cache_bytes + size <= EBB_HUGE_CACHE_BYTES;
+  if (fits) {
+    huge_cache[huge_cache_count].base = base;
+    huge_cache[huge_cache_count].size = size;
+    huge_cache_count++;
+    huge_cache_bytes += size;
+  }
+  lock_release(&huge_cache_lock);
+  return fits;
+}
+
+static void huge_cache_release(void) {
+  for (;;) {
+    lock_acquire(&huge_cache_lock);
+    if (huge_cache_count == 0) {
+      lock_release(&huge_cache_lock);
+      return;
+    }
+    uint8_t *base = huge_cache[--huge_cache_count].base;
+    size_t size = huge_cache[huge_cache_count].size;
+    huge_cache_bytes -= size;
+    lock_release(&huge_cache_lock);
+    os_unmap(base, size);
+  }
+}
+
+/* Everything free that ebb holds in process-wide reserves goes back to the
+ * OS: the warm pool segments and the cached huge mappings. */
+void segments_release_reserves(void) {
+  pool_purge_warm();
+  huge_cache_release();
+}
+
 void *huge_alloc(size_t size, size_t alignment, bool zero) {
-  (void)zero; /* fresh mappings read as zeros */
   size_t offset, map_align;
   bool shifted = alignment >= EBB_SEGMENT_SIZE;
   if (shifted) {
@@ -320,9 +447,15 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
     return NULL;
   }
   size_t total = offset + round_up(size, ebb_os_page_size);
-  /* shifted: the block (one segment past the base) is what must be aligned */
-  uint8_t *base = os_map_aligned(total, map_align, shifted ? offset : 0);
-  if (base == NULL) return NULL;
+  uint8_t *base = shifted ? NULL : huge_cache_take(total, &total);
+  if (base != NULL) {
+    memset(base, 0, sizeof(ebb_segment_t)); /* a fresh header */
+    if (zero) memset(base + offset, 0, size);
+  } else {
+    /* shifted: the block (one segment past the base) is what must be aligned */
+    base = os_map_aligned(total, map_align, shifted ? offset : 0);
+    if (base == NULL) return NULL; /* fresh mappings read as zeros */
+  }
   atomic_fetch_add_explicit(&ebb_huge_bytes, total, memory_order_relaxed);
   atomic_fetch_add_explicit(&ebb_huge_count, 1, memory_order_relaxed);
   ebb_segment_t *seg = (ebb_segment_t *)base;
@@ -351,13 +484,12 @@ ebb_segment_t *huge_segment_of_shifted(const void *p) {
 }
 
 void huge_free(ebb_segment_t *seg, ebb_page_t *page) {
-  if (page->start == seg->map_base + EBB_SEGMENT_SIZE)
-    segmap_set((uintptr_t)page->start, EBB_SEGMAP_NONE); /* shifted */
-  else
-    segmap_set((uintptr_t)seg, EBB_SEGMAP_NONE);
+  bool shifted = page->start == seg->map_base + EBB_SEGMENT_SIZE;
+  segmap_set(shifted ? (uintptr_t)page->start : (uintptr_t)seg, EBB_SEGMAP_NONE);
   atomic_fetch_sub_explicit(&ebb_huge_bytes, seg->map_size, memory_order_relaxed);
   atomic_fetch_sub_explicit(&ebb_huge_count, 1, memory_order_relaxed);
-  os_unmap(seg->map_base, seg->map_size);
+  if (shifted || !huge_cache_put(seg->map_base, seg->map_size))
+    os_unmap(seg->map_base, seg->map_size);
 }
 
 /* Grow or shrink a (not shifted) huge block by remapping its pages. */
