@@ -242,26 +242,47 @@ static void *page_take(ebb_page_t *page, size_t size, bool zero) {
   return block;
 }
 
+/* How many pages with free blocks the slow path compares before choosing. */
+#define EBB_PAGE_CANDIDATES 4
+
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (atomic_load_explicit(&heap->remote_full, memory_order_acquire))
     heap_handle_remote_full(heap);
   ebb_page_queue_t *q = &heap->queues[cls];
+  /* Visit pages from the front, collecting each: pages with nothing go to
+   * the full list, empty ones back to their segment, and of the first few
+   * with free blocks the fullest is used (packing: the emptier ones drain
+   * and are retired).  The others visited go to the back of the queue, so
+   * every page is collected in turn, not only the first few forever. */
+  ebb_page_t *best = NULL, *visited[EBB_PAGE_CANDIDATES];
+  size_t candidates = 0;
   ebb_page_t *page = q->first;
-  while (page) {
-    if (page->free == NULL) {
-      page_collect(page);
-      if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
-    }
-    if (page->free) {
-      if (page != q->first) {
-        queue_remove(heap, page);
-        queue_push_front(heap, page);
-      }
-      return page_take(page, size, zero);
-    }
+  while (page && candidates < EBB_PAGE_CANDIDATES) {
     ebb_page_t *next = page->next;
-    if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
+    page_collect(page);
+    if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+    if (page->free == NULL) {
+      if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
+    } else if (page_used(page) == 0 && (best != NULL || next != NULL)) {
+      queue_remove(heap, page); /* empty, and another page can serve */
+      segment_page_free(heap, segment_of(page), page);
+    } else {
+      visited[candidates++] = page;
+      if (best == NULL || page_used(page) > page_used(best)) best = page;
+    }
     page = next;
+  }
+  if (best) {
+    for (size_t i = 0; i < candidates; i++) {
+      if (visited[i] == best) continue;
+      queue_remove(heap, visited[i]);
+      queue_push_back(heap, visited[i]);
+    }
+    if (best != q->first) {
+      queue_remove(heap, best);
+      queue_push_front(heap, best);
+    }
+    return page_take(best, size, zero);
   }
   size_t block_size = class_size(cls);
   page = segment_page_alloc(heap, slices_for(block_size));
