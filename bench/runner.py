@@ -109,13 +109,25 @@ def read_rss_kb(pid):
     return None
 
 
+def child_pid(pid):
+    """The workload started by bench/tools/measure (its only child)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
 def run_process(cmd, env, sample_period=None, stdin_path=None, cwd=None, timeout=600):
     """Run cmd; return wall, cpu, peak RSS (KiB), stdout text and, with
     sample_period, [(t, rss_kb)] polled from /proc while it runs."""
     stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    fd, usage_file = tempfile.mkstemp(prefix="ebb-measure-")
+    os.close(fd)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=stdin, cwd=cwd)
+    # Through bench/tools/measure.c: see there why not the runner's own wait4.
+    proc = subprocess.Popen([str(BUILD / "measure"), usage_file] + list(cmd), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, cwd=cwd)
     out_chunks, err_chunks = [], []
     readers = [threading.Thread(target=lambda s=proc.stdout, o=out_chunks: o.append(s.read())),
                threading.Thread(target=lambda s=proc.stderr, o=err_chunks: o.append(s.read()))]
@@ -132,7 +144,8 @@ def run_process(cmd, env, sample_period=None, stdin_path=None, cwd=None, timeout
         if now > timeout:
             proc.kill()
         if sample_period is not None and now >= next_sample:
-            rss = read_rss_kb(proc.pid)
+            target = child_pid(proc.pid)
+            rss = read_rss_kb(target) if target else None
             if rss is not None:
                 samples.append((now, rss))
             next_sample = now + sample_period
@@ -145,10 +158,12 @@ def run_process(cmd, env, sample_period=None, stdin_path=None, cwd=None, timeout
     proc.returncode = os.waitstatus_to_exitcode(status)
     out = b"".join(out_chunks).decode(errors="replace")
     err = b"".join(err_chunks).decode(errors="replace")
-    if proc.returncode != 0:
+    usage = Path(usage_file).read_text().split()
+    os.unlink(usage_file)
+    if proc.returncode != 0 or len(usage) != 3:
         raise RuntimeError(f"{cmd[0]} exited {proc.returncode}: {err.strip()[-500:]}")
-    return {"wall": wall, "cpu": rusage.ru_utime + rusage.ru_stime,
-            "rss_kb": rusage.ru_maxrss, "stdout": out, "samples": samples}
+    return {"wall": wall, "cpu": float(usage[1]) + float(usage[2]), "rss_kb": int(usage[0]),
+            "stdout": out, "samples": samples}
 
 
 # ---- workloads --------------------------------------------------------------
@@ -353,6 +368,8 @@ def build(cc):
         exe = BUILD / src.stem
         if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
             subprocess.run([cc] + flags + [str(src), "-o", str(exe), "-lm"], check=True)
+    subprocess.run([cc, "-O2", str(ROOT / "bench/tools/measure.c"), "-o", str(BUILD / "measure")],
+                   check=True)
     shim = BUILD / "glibc_shim.so"
     subprocess.run([cc, "-O2", "-shared", "-fPIC", str(ROOT / "bench/tools/glibc_shim.c"),
                     "-o", str(shim), "-ldl"], check=True)
@@ -400,7 +417,8 @@ def print_tables(workloads, allocs, table, out):
             continue
         print(f"\n## {w.name}: {w.title}", file=out)
         print(f"   ({w.binding})", file=out)
-        extra_head = "".join(f" {c:>14}" for c in w.extra_cols)
+        labels = {"rss_1s_kb": "RSS +1s", "rss_10s_kb": "RSS +10s", "rss_over_live": "peak RSS/live"}
+        extra_head = "".join(f" {labels.get(c, c):>14}" for c in w.extra_cols)
         print(f"   {'allocator':<10} {'wall s':>8} {'ratio':>7} {'cpu s':>8} {'ratio':>7}"
               f" {'peak RSS MiB':>13} {'ratio':>7}{extra_head}", file=out)
         for name, _ in allocs:
