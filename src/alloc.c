@@ -63,10 +63,11 @@ static void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block
   /* The page sits on its owner's full list: tell the owner where to look.
    * Safe after the push: segments and heaps are never unmapped. */
   if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
-    if (!atomic_load_explicit(&seg->remote_full, memory_order_relaxed))
-      atomic_store_explicit(&seg->remote_full, 1, memory_order_seq_cst);
+    uint64_t bit = (uint64_t)1 << page_index(seg, page);
+    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit))
+      atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst);
     ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
-    if (owner && !atomic_load_explicit(&owner->remote_full, memory_order_relaxed))
+    if (owner && !atomic_load_explicit(&owner->remote_full, memory_order_seq_cst))
       atomic_store_explicit(&owner->remote_full, 1, memory_order_seq_cst);
   }
 }

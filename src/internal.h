@@ -135,10 +135,10 @@ typedef struct ebb_segment {
   size_t map_size;                  /* huge: length of the whole mapping */
   uint8_t *map_base;                /* huge: start of the whole mapping */
   struct ebb_segment *next, *prev;  /* in a heap's list, the pool, or abandoned */
-  _Atomic uint8_t remote_full;      /* a remote free hit a full page here */
+  _Atomic uint64_t remote_full;     /* bit i: a remote free hit full page i */
   uint8_t kind;
   uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
-  uint8_t pad_[128 - 67];
+  uint8_t pad_[128 - 74];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 

@@ -273,15 +273,19 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     page = next;
   }
   if (best) {
+    /* Reorder with plain list operations; the fast path's direct[] entries
+     * are rewritten once, below, if the first page changed. */
+    ebb_page_t *first_before = q->first;
     for (size_t i = 0; i < candidates; i++) {
       if (visited[i] == best) continue;
-      queue_remove(heap, visited[i]);
-      queue_push_back(heap, visited[i]);
+      list_remove(q, visited[i]);
+      list_push_back(q, visited[i]);
     }
     if (best != q->first) {
-      queue_remove(heap, best);
-      queue_push_front(heap, best);
+      list_remove(q, best);
+      list_push_front(q, best);
     }
+    if (q->first != first_before) queue_first_changed(heap, cls);
     return page_take(best, size, zero);
   }
   size_t block_size = class_size(cls);
@@ -296,15 +300,18 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   return page_take(page, size, zero);
 }
 
-/* Some remote free hit a page on this heap's full list: find those pages. */
+/* Some remote free hit a page on this heap's full list: the segments say
+ * which pages. */
 void heap_handle_remote_full(ebb_heap_t *heap) {
   atomic_store_explicit(&heap->remote_full, 0, memory_order_seq_cst);
   ebb_segment_t *lists[2] = {heap->segments, heap->segments_full};
   for (int l = 0; l < 2; l++) {
     for (ebb_segment_t *seg = lists[l]; seg; seg = seg->next) {
       if (!atomic_load_explicit(&seg->remote_full, memory_order_seq_cst)) continue;
-      atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
-      FOR_EACH_PAGE(seg, page) {
+      uint64_t pages = atomic_exchange_explicit(&seg->remote_full, 0, memory_order_seq_cst);
+      while (pages) {
+        ebb_page_t *page = &seg->pages[__builtin_ctzll(pages)];
+        pages &= pages - 1;
         if (atomic_load_explicit(&page->in_full, memory_order_relaxed) &&
             atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != NULL)
           page_unfull(heap, page);
