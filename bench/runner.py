@@ -512,7 +512,7 @@ def charts(outdir, workloads, allocs, table):
                          f"{row['rss_kb']/base['rss_kb']:.4f}" if row else "NaN"]
             f.write(w.name + " " + " ".join(vals) + "\n")
     script = f"""
-set terminal png size 1400,900 font ",10"
+set terminal png size 1400,900 font ",10" noenhanced
 set output '{outdir}/ratios.png'
 set multiplot layout 2,1 title "Peers relative to ebb (above 1: ebb is faster / smaller); medians"
 set style data histograms
@@ -543,7 +543,7 @@ unset multiplot
                          f"title 'live bytes (ebb run)'")
         script += f"""
 reset
-set terminal png size 1100,600 font ",10"
+set terminal png size 1100,600 font ",10" noenhanced
 set output '{outdir}/rss-{wname}.png'
 set datafile separator ","
 set title "{title}"
@@ -564,9 +564,19 @@ def main():
     ap.add_argument("--allocators", default="ebb,glibc,mimalloc,jemalloc,tcmalloc")
     ap.add_argument("--out", default=None, help="results folder")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw the charts from the results folder's results.json")
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     outdir = Path(args.out) if args.out else ROOT / "bench/results" / ("quick" if args.quick else "")
+    if args.replot:
+        doc = json.loads((outdir / "results.json").read_text())
+        allocs = [(name, None) for name in doc["meta"]["allocators"]]
+        workloads = [Workload(w["name"], w["title"], None) for w in doc["workloads"]]
+        table = {(w["name"], a): row for w in doc["workloads"]
+                 for a, row in w["results"].items() if row}
+        charts(outdir, workloads, allocs, table)
+        return
     wanted = [a for a in args.allocators.split(",") if a]
 
     build(args.cc)
