@@ -271,6 +271,7 @@ void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 void os_unmap(void *p, size_t size);
 void os_purge(void *p, size_t size);       /* give pages back, keep the range */
+bool os_grow_in_place(void *p, size_t old_size, size_t new_size);
 void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment, size_t offset);
 EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *reason)
     __attribute__((noreturn));

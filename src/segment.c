@@ -355,10 +355,13 @@ static size_t huge_cache_count, huge_cache_bytes;
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
+static bool huge_cache_put(uint8_t *base, size_t size);
+
 /* A cached mapping for a block needing `size` bytes of mapping, or NULL.
- * Best fit; one more than twice too big is trimmed; if none is big enough,
- * the largest grows by mremap, keeping its resident pages.  *got is the
- * mapping's size. */
+ * Best fit, trimmed to size; if none is big enough,
+ * the largest grows where it stands (keeping its resident pages) or, if it
+ * cannot, goes back.  Moving it with MREMAP_FIXED would also work, but
+ * valgrind's memcheck loses track of the moved pages.  *got is the size. */
 static uint8_t *huge_cache_take(size_t size, size_t *got) {
   if (huge_cache_count == 0) return NULL; /* racy peek; the lock decides */
   lock_acquire(&huge_cache_lock);
@@ -376,15 +379,14 @@ static uint8_t *huge_cache_take(size_t size, size_t *got) {
   huge_cache_bytes -= have;
   lock_release(&huge_cache_lock);
   if (have < size) {
-    uint8_t *grown = os_remap_aligned(base, have, size, EBB_SEGMENT_SIZE, 0);
-    if (grown == NULL) {
-      os_unmap(base, have);
+    /* Grow in place only; if the kernel cannot, the mapping goes back. */
+    if (!os_grow_in_place(base, have, size)) {
+      if (!huge_cache_put(base, have)) os_unmap(base, have);
       return NULL;
     }
-    base = grown;
     have = size;
-  } else if (have / 2 > size) {
-    os_unmap(base + size, have - size);
+  } else if (have > size) {
+    os_unmap(base + size, have - size); /* the mapping is exactly header + block */
     have = size;
   }
   *got = have;
