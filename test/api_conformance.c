@@ -51,14 +51,6 @@
     }                                                                         \
   } while (0)
 
-static inline void *launder(void *p) {
-  __asm__ volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-static inline size_t opaque(size_t n) {
-  __asm__ volatile("" : "+r"(n));
-  return n;
-}
 static inline bool is_aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 static inline size_t min_align(size_t n) { return n <= 8 ? 8 : 16; }
 static size_t next_pow2(size_t a) {
@@ -1229,19 +1221,8 @@ static void bad_case(const char *label, enum bcall c, void *p, size_t arg, const
   }
   close(fds[1]);
   char buf[4096];
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fds[0], buf + len, sizeof buf - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-    if (len == sizeof buf - 1) break;
-  }
-  close(fds[0]);
-  buf[len] = 0;
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
+  size_t len = read_child_output(fds[0], buf, sizeof buf);
+  int st = wait_child(pid);
   char ptxt[64];
   snprintf(ptxt, sizeof ptxt, "%p", p);
   bool aborted = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;

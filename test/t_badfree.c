@@ -25,14 +25,6 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-static inline void *launder(void *p) {
-  __asm__ volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-static inline size_t opaque(size_t n) {
-  __asm__ volatile("" : "+r"(n));
-  return n;
-}
 
 enum call { C_FREE, C_REALLOC, C_USABLE, C_DOUBLE_FREE };
 static const char *const call_name[] = {"free", "realloc", "malloc_usable_size", "free"};
@@ -86,19 +78,8 @@ static void run_case(const char *label, enum call c, void *p, enum expect ex) {
   }
   close(fds[1]);
   char buf[4096];
-  size_t len = 0;
-  for (;;) {
-    ssize_t r = read(fds[0], buf + len, sizeof buf - 1 - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += (size_t)r;
-    if (len == sizeof buf - 1) break;
-  }
-  close(fds[0]);
-  buf[len] = 0;
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
+  size_t len = read_child_output(fds[0], buf, sizeof buf);
+  int st = wait_child(pid);
 
   char ptxt[64];
   snprintf(ptxt, sizeof ptxt, "%p", p);

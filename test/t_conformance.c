@@ -63,14 +63,6 @@ static size_t page_size;
  * alloc_align attributes, no compile-time size warnings, no use-after-free
  * reasoning across realloc, and no assuming that posix_memalign leaves *out
  * alone when it fails (gcc's builtin knowledge does: pass launder(&out)). */
-static inline void *launder(void *p) {
-  __asm__ volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-static inline size_t opaque(size_t n) {
-  __asm__ volatile("" : "+r"(n));
-  return n;
-}
 
 static inline bool is_aligned(const void *p, size_t a) {
   return ((uintptr_t)p & (a - 1)) == 0;

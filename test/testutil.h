@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int test_failures;
@@ -50,6 +53,42 @@ static inline size_t test_rss(void) {
     fclose(f);
   }
   return (size_t)pages_res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Hide a value from the optimiser: no reasoning about where a pointer came
+ * from (alloc_size, use-after-free, posix_memalign's untouched *out), and
+ * no compile-time size warnings on deliberately bad sizes. */
+static inline void *launder(void *p) {
+  __asm__ volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+static inline size_t opaque(size_t n) {
+  __asm__ volatile("" : "+r"(n));
+  return n;
+}
+
+/* Read what a child wrote to a pipe (at most cap-1 bytes, NUL-terminated),
+ * then close it. */
+static inline size_t read_child_output(int fd, char *buf, size_t cap) {
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf + len, cap - 1 - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    len += (size_t)r;
+    if (len == cap - 1) break;
+  }
+  close(fd);
+  buf[len] = 0;
+  return len;
+}
+
+/* waitpid through EINTR; the status. */
+static inline int wait_child(pid_t pid) {
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return st;
 }
 
 #define TEST_DONE()                                                         \
