@@ -218,6 +218,16 @@ def burst_metrics(r):
     return r
 
 
+def generated(name, generator, scale):
+    """An input file written once by bench/programs/GENERATOR."""
+    path = BUILD / name
+    if not path.exists():
+        with open(path, "w") as f:
+            subprocess.run([sys.executable, str(ROOT / "bench/programs" / generator), str(scale)],
+                           stdout=f, check=True)
+    return path
+
+
 def program_workload(kind, quick):
     """Real programs from Debian, each run as the user would run it."""
     scale = 0.05 if quick else 1.0
@@ -229,18 +239,10 @@ def program_workload(kind, quick):
         script = ROOT / "bench/programs/alloc_heavy.lua"
         return lambda lib: run_process(["lua5.4", str(script), str(scale)], preload_env(lib))
     if kind == "sqlite":
-        sql = BUILD / f"bench-{scale}.sql"
-        if not sql.exists():
-            with open(sql, "w") as f:
-                subprocess.run([sys.executable, str(ROOT / "bench/programs/gen_sql.py"), str(scale)],
-                               stdout=f, check=True)
+        sql = generated(f"bench-{scale}.sql", "gen_sql.py", scale)
         return lambda lib: run_process(["sqlite3", ":memory:"], preload_env(lib), stdin_path=sql)
     if kind == "gcc":
-        src = BUILD / f"big-{scale}.c"
-        if not src.exists():
-            with open(src, "w") as f:
-                subprocess.run([sys.executable, str(ROOT / "bench/programs/gen_c.py"), str(scale)],
-                               stdout=f, check=True)
+        src = generated(f"big-{scale}.c", "gen_c.py", scale)
         obj = BUILD / "big.o"
         return lambda lib: run_process(["gcc", "-O2", "-c", str(src), "-o", str(obj)],
                                        preload_env(lib))

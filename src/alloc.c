@@ -94,24 +94,21 @@ static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t *
   return page;
 }
 
+/* A checked block whose page this thread does not own: a huge block (any
+ * thread unmaps it) or another thread's page (one atomic push). */
+void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+  if (seg->kind == EBB_SEGMENT_HUGE) huge_free(seg, page);
+  else free_remote(seg, page, p);
+}
+
 void free_generic(void *p, const char *call, size_t checked_size) {
   if (p == NULL) return;
   ebb_segment_t *seg;
   ebb_page_t *page = page_checked(p, call, &seg);
   if (checked_size > page->block_size)
     ebb_fatal_pointer(call, p, "size given is larger than the block");
-  if (seg->kind == EBB_SEGMENT_HUGE) {
-    huge_free(seg, page);
-    return;
-  }
-  if (seg->owner_thread == ebb_thread_id()) {
-    ebb_block_t *block = p;
-    block->next = page->local_free;
-    page->local_free = block;
-    if (--page->used_minus_one < 0) page_after_local_free(ebb_tls_heap, page);
-    return;
-  }
-  free_remote(seg, page, p);
+  if (seg->owner_thread == ebb_thread_id()) free_local(page, p);
+  else free_not_owned(seg, page, p);
 }
 
 size_t usable_size_checked(const void *p, const char *call) {

@@ -37,6 +37,15 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
   return alloc_generic(total, true);
 }
 
+/* The owner's free: push onto the page's local list, no atomics.  The
+ * count's sign says "page now empty, was full, or freed twice". */
+EBB_INLINE void free_local(ebb_page_t *page, void *p) {
+  ebb_block_t *block = (ebb_block_t *)p;
+  block->next = page->local_free;
+  page->local_free = block;
+  if (unlikely(--page->used_minus_one < 0)) page_after_local_free(ebb_tls_heap, page);
+}
+
 /* checked_size: 0, or a size the caller says it allocated (a sized free),
  * which must fit the block. */
 EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
@@ -51,13 +60,10 @@ EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
     return;
   }
   if (likely(seg->owner_thread == ebb_thread_id())) {
-    ebb_block_t *block = (ebb_block_t *)p;
-    block->next = page->local_free;
-    page->local_free = block;
-    if (unlikely(--page->used_minus_one < 0)) page_after_local_free(ebb_tls_heap, page);
+    free_local(page, p);
     return;
   }
-  free_generic(p, call, checked_size); /* another thread's page, or huge */
+  free_not_owned(seg, page, p); /* already checked: another thread's page, or huge */
 }
 
 #endif

@@ -317,6 +317,7 @@ void ebb_init(void);
 void *alloc_generic(size_t size, bool zero);
 void *alloc_aligned(size_t alignment, size_t size, bool zero);
 void free_generic(void *p, const char *call, size_t checked_size);
+void free_not_owned(struct ebb_segment *seg, ebb_page_t *page, void *p);
 void *realloc_generic(void *p, size_t size, size_t alignment, const char *call);
 size_t usable_size_checked(const void *p, const char *call);
 
