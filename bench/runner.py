@@ -61,7 +61,10 @@ def discover_allocators(wanted):
     allocs, missing = [], []
     ebb = ROOT / "build" / "libebb.so"
     for name in wanted:
-        if name == "ebb":
+        if "=" in name:  # NAME=PATH: any preloadable library, e.g. an older ebb build
+            name, path = name.split("=", 1)
+            allocs.append((name, Path(path).resolve()))
+        elif name == "ebb":
             allocs.append(("ebb", ebb))
         elif name == "glibc":
             allocs.append(("glibc", None))
@@ -563,7 +566,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
     ap.add_argument("--runs", type=int, default=None, help="rounds (default 3; 1 with --quick)")
     ap.add_argument("--only", default="", help="comma-separated workload name regexes")
-    ap.add_argument("--allocators", default="ebb,glibc,mimalloc,jemalloc,tcmalloc")
+    ap.add_argument("--allocators", default="ebb,glibc,mimalloc,jemalloc,tcmalloc",
+                    help="comma-separated; NAME=PATH adds any preloadable library (e.g. ebb-base=/tmp/old/libebb.so)")
     ap.add_argument("--out", default=None, help="results folder")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     ap.add_argument("--replot", action="store_true",

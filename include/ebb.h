@@ -83,11 +83,103 @@ size_t ebb_usable_size(const void *p);
  * wastes nothing.  0 if `size` is impossible. */
 size_t ebb_good_size(size_t size);
 
+/* ---- options --------------------------------------------------------------
+ * Read once, when ebb first initialises, from one environment variable each
+ * (EBB_DECAY_MS=250, EBB_MEMORY_LIMIT=2G, ...) and from one combined string,
+ * EBB_CONF="decay_ms:250,show_stats:1" (a variable named on its own wins over
+ * EBB_CONF).  An unknown name or a bad value prints one warning line naming it
+ * and what is used instead.  Sizes take K, M, G, T suffixes (powers of 1024);
+ * durations take ms, s, m (a bare number is milliseconds).  Booleans take
+ * 1/0, true/false, yes/no, on/off.
+ *
+ *   decay_ms        free memory goes back to the OS this long after it was
+ *                   freed (default 250; 0: at once; -1: never, except by
+ *                   ebb_collect(true) / malloc_trim or the memory limit)
+ *   madv_free       purge with MADV_FREE instead of MADV_DONTNEED (default 0:
+ *                   MADV_DONTNEED, whose drop shows in RSS at once)
+ *   memory_limit    bytes; as the process's RSS nears it, ebb purges at once
+ *                   whatever is free.  0 (default): the container's limit
+ *                   (cgroup v2 memory.max, or v1 memory.limit_in_bytes)
+ *   hard_limit      1: never map memory beyond memory_limit; allocations that
+ *                   would return NULL with ENOMEM (default 0: the limit only
+ *                   steers purging)
+ *   background      1 (default): a background thread purges on time, so an
+ *                   idle process gives memory back; 0: purging happens only
+ *                   during allocator calls
+ *   show_stats      1: print the statistics table to stderr at exit
+ *   stats_interval  a duration; print one line of statistics that often
+ *                   (to stderr, or as a JSON line appended to stats_file)
+ *   stats_file      path for the periodic JSON lines
+ *   verbose         1: print the options in effect and the limit found
+ *   cgroup_path     where to look for the container's limit instead of
+ *                   /sys/fs/cgroup: a cgroup directory or a limit file (tests)
+ */
+
+/* The option's value (sizes in bytes, durations in milliseconds, booleans
+ * 0/1, strings: 1 if set, else 0); -1 with errno = EINVAL for an unknown
+ * name. */
+long long ebb_option_get(const char *name);
+
+/* Set an option from text, as in the environment ("512M", "10s", "1").
+ * Returns 0, or EINVAL (nothing changed) for an unknown name or bad value. */
+int ebb_option_set(const char *name, const char *value);
+
+/* ---- statistics -----------------------------------------------------------
+ * Counters are kept per thread and summed when asked for; while other
+ * threads run, the sum is a consistent-enough snapshot, not an atomic one.
+ * "Resident" figures are ebb's own estimate of its memory that is backed by
+ * RAM; `rss` is what the OS says for the whole process. */
+#define EBB_STATS_CLASSES 122 /* index 0: huge blocks (above 2 MiB) */
+
+typedef struct ebb_class_stats {
+  size_t block_size;          /* 0 for the huge entry */
+  size_t pages;               /* pages of this class in use */
+  size_t live_blocks;         /* blocks allocated and not freed */
+  size_t live_bytes;          /* live_blocks * block size */
+  size_t free_resident_bytes; /* free blocks' bytes still resident */
+  unsigned long long allocs;  /* allocations ever */
+  unsigned long long frees;   /* frees ever */
+} ebb_class_stats_t;
+
+typedef struct ebb_stats {
+  /* bytes */
+  size_t live_bytes;          /* in blocks handed out and not freed (usable size) */
+  size_t huge_requested_bytes;/* requested size of live huge blocks */
+  size_t page_bytes;          /* in pages that hold blocks */
+  size_t resident_bytes;      /* ebb's estimate of its memory backed by RAM */
+  size_t free_resident_bytes; /* resident but free: decaying, or fragmentation */
+  size_t retained_bytes;      /* mapped but given back to the OS (purged) */
+  size_t mapped_bytes;        /* address space ebb holds */
+  size_t rss_bytes;           /* the process's RSS, from the OS (0 if unknown) */
+  size_t memory_limit;        /* the limit in effect, 0 if none */
+  unsigned long long purged_bytes; /* given back to the OS, ever */
+  /* counts */
+  unsigned long long allocs, frees, remote_frees;
+  unsigned long long mmap_calls, munmap_calls, purge_calls, purge_passes;
+  size_t threads;             /* heaps of running threads */
+  size_t segments, huge_blocks;
+  ebb_class_stats_t classes[EBB_STATS_CLASSES];
+} ebb_stats_t;
+
+/* Fill *out with a snapshot. */
+void ebb_stats_get(ebb_stats_t *out);
+
+/* Print a table a person reads, with a verdict (live vs resident vs RSS, and
+ * where free-but-resident memory sits), to file descriptor fd (2: stderr). */
+void ebb_stats_print(int fd);
+
+/* Write the statistics as JSON / as Prometheus text exposition format
+ * (metrics named ebb_*, with HELP and TYPE lines) into buf; like snprintf,
+ * return the length the whole text needs (excluding the NUL) and write at
+ * most size bytes, NUL-terminated when size > 0. */
+size_t ebb_stats_json(char *buf, size_t size);
+size_t ebb_stats_prometheus(char *buf, size_t size);
+
 /* Return free memory.  Merges this thread's pending frees and gives its
- * empty pages back to their segments and empty segments to the process pool
- * (whose memory is returned to the OS).  With force (as malloc_trim does),
- * also adopts the segments of exited threads, so everything they left free
- * is returned too, and releases the segment this thread keeps for reuse. */
+ * empty pages back to their segments.  With force (as malloc_trim(0) does),
+ * everything free that ebb holds goes back to the OS at once, whatever the
+ * decay: every thread's free spans and sparse pages, the segments of exited
+ * threads, cached huge mappings. */
 void ebb_collect(bool force);
 
 #ifdef __cplusplus

@@ -55,6 +55,9 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
 
 /* ---- free ------------------------------------------------------------------ */
 static void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
+  ebb_heap_t *self = ebb_tls_heap;
+  if (self != &ebb_empty_heap) self->stat_remote_frees++;
+  else atomic_fetch_add_explicit(&ebb_stat_retired_remote_frees, 1, memory_order_relaxed);
   ebb_block_t *old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   do {
     block->next = old;
@@ -107,7 +110,7 @@ void free_generic(void *p, const char *call, size_t checked_size) {
   ebb_page_t *page = page_checked(p, call, &seg);
   if (checked_size > page->block_size)
     ebb_fatal_pointer(call, p, "size given is larger than the block");
-  if (seg->owner_thread == ebb_thread_id()) free_local(page, p);
+  if (page->owner_thread == ebb_thread_id()) free_local(page, p);
   else free_not_owned(seg, page, p);
 }
 
@@ -229,5 +232,6 @@ EBB_EXPORT void ebb_collect(bool force) {
   if (heap == NULL || heap == &ebb_empty_heap) return;
   if (force) segments_reclaim_all(heap);
   heap_collect(heap, force);
-  if (force) segments_release_reserves();
+  if (force) purge_all_now(); /* every free slice, sparse page and cached huge mapping */
+  else purge_notify();
 }

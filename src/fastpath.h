@@ -14,6 +14,7 @@ EBB_INLINE void *malloc_fast(size_t size) {
     if (likely(block != NULL)) {
       page->free = block->next;
       page->used_minus_one++;
+      page->alloc_count++;
       return block;
     }
   }
@@ -29,6 +30,7 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
     if (likely(block != NULL)) {
       page->free = block->next;
       page->used_minus_one++;
+      page->alloc_count++;
       if (page->is_zero) block->next = NULL; /* fresh memory: only the link is set */
       else __builtin_memset(block, 0, total);
       return block;
@@ -38,7 +40,8 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
 }
 
 /* The owner's free: push onto the page's local list, no atomics.  The
- * count's sign says "page now empty, was full, or freed twice". */
+ * count's sign says "page now empty, was full, dropped to its sparse mark,
+ * or freed twice". */
 EBB_INLINE void free_local(ebb_page_t *page, void *p) {
   ebb_block_t *block = (ebb_block_t *)p;
   block->next = page->local_free;
@@ -59,11 +62,11 @@ EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
     free_generic(p, call, checked_size);
     return;
   }
-  if (likely(seg->owner_thread == ebb_thread_id())) {
+  if (likely(page->owner_thread == ebb_thread_id())) {
     free_local(page, p);
     return;
   }
-  free_not_owned(seg, page, p); /* already checked: another thread's page, or huge */
+  free_not_owned(seg, page, p); /* already checked: another thread's page, a sparse page, or huge */
 }
 
 #endif

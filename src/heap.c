@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -28,17 +29,21 @@ static _Atomic(pthread_t) init_thread;
 
 static void heap_thread_exit(void *arg);
 
+/* Lock order: the purger's pass, the heap pool, then segment.c's. */
 static void prefork(void) {
+  purge_prefork();
   lock_acquire(&heap_pool_lock);
   segment_locks_prefork();
 }
 static void postfork_parent(void) {
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
+  purge_postfork(false);
 }
 static void postfork_child(void) {
   segment_locks_postfork(true);
-  atomic_store(&heap_pool_lock.held, 0);
+  lock_reset(&heap_pool_lock);
+  purge_postfork(true);
 }
 
 /* Once per process.  pthread_atfork may itself call malloc: a recursive
@@ -49,6 +54,9 @@ void ebb_init(void) {
   if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
     atomic_store(&init_thread, pthread_self());
     os_init();
+    options_init();
+    purge_init();
+    stats_init();
     pthread_key_create(&heap_key, heap_thread_exit);
     pthread_atfork(prefork, postfork_parent, postfork_child);
     atomic_store_explicit(&init_state, 2, memory_order_release);
@@ -78,13 +86,16 @@ static ebb_heap_t *heap_new(void) {
     heap = (ebb_heap_t *)heap_chunk;
     heap_chunk += size;
     heap_chunk_left -= size;
+    /* fresh (zero) memory: publish it to the purger and the statistics */
+    heap->all_next = atomic_load_explicit(&ebb_all_heaps, memory_order_relaxed);
+    atomic_store_explicit(&ebb_all_heaps, heap, memory_order_release);
   }
   lock_release(&heap_pool_lock);
   return heap;
 }
 
 static void heap_reset(ebb_heap_t *heap) {
-  memset(heap, 0, sizeof *heap);
+  memset(heap, 0, offsetof(ebb_heap_t, all_next)); /* the rest outlives threads */
   for (size_t i = 0; i < EBB_DIRECT_COUNT; i++) heap->direct[i] = &ebb_empty_page;
 }
 
@@ -110,6 +121,7 @@ static void heap_thread_exit(void *arg) {
   ebb_tls_heap = &ebb_empty_heap;
   heap->is_live = false;
   segments_abandon(heap);
+  stats_retire_heap(heap);
   lock_acquire(&heap_pool_lock);
   heap->pool_next = heap_pool;
   heap_pool = heap;

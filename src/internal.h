@@ -91,54 +91,74 @@ struct ebb_heap;
 /* `used_minus_one` is the number of blocks handed out and not yet known to
  * be freed, minus one (so -1 when the page is empty); remote frees are
  * subtracted when the owner collects them.  While the page sits on its
- * heap's full list, a large negative bias is added (the low 32 bits, and so
- * page_used(), are unchanged).  The owner's free path thus sees "needs
+ * heap's full list, a large negative bias is added (page_used() takes it
+ * off; a page has at most 8192 blocks).  The owner's free path thus sees "needs
  * attention" (page now empty, page was full, or a block freed twice) in the
  * sign of the decremented value: one `sub` and one branch. */
-#define EBB_USED_FULL_BIAS (-((int64_t)1 << 62))
+#define EBB_USED_FULL_BIAS (-((int32_t)1 << 30))
 
 typedef struct ebb_page {
   /* hot: touched by malloc and free (the first cache line) */
   ebb_block_t *free;        /* blocks ready to hand out */
   ebb_block_t *local_free;  /* blocks the owner freed since the last collect */
-  int64_t used_minus_one;   /* see above */
+  int32_t used_minus_one;   /* see above */
+  uint32_t alloc_count;     /* blocks handed out since the last harvest (stats) */
   uint8_t *start;           /* first block */
   uint64_t block_magic;     /* see page_is_block_start */
   uint64_t block_bound;
   uint64_t head_delta;      /* bytes back to the span's head descriptor */
-  _Atomic(ebb_block_t *) thread_free; /* frees from other threads */
+  /* Thread id of the owner, whose frees go to local_free; 0 for pages of
+   * exited threads, pages handed to the purger, and huge blocks, whose frees
+   * all take the atomic path.  Changed only by the owner (or, for a page
+   * with none, by the thread adopting it), so a thread never sees its own id
+   * here unless the page is its own. */
+  uintptr_t owner_thread;
   /* cold */
+  _Atomic(ebb_block_t *) thread_free; /* frees from other threads */
   size_t block_size;
-  struct ebb_page *next, *prev;       /* in a class queue or the full list */
+  struct ebb_page *next, *prev;       /* in a class queue, the full list or a sparse list */
+  uint64_t purged;          /* bit u: purge unit u given back to the OS (see purge.c);
+                               a huge block: the size requested */
   uint32_t capacity;        /* blocks carved from the page so far */
   uint32_t reserved;        /* blocks that fit */
+  uint32_t sparse_at;       /* armed: the free path traps when used drops to this */
+  uint32_t stamp;           /* ms clock: when detached (head) or freed (free slice) */
   uint16_t slice_count;     /* span length (head descriptor only) */
   uint8_t class_idx;
   uint8_t is_zero;          /* blocks on `free` are known to be zero */
   uint8_t mem_fresh;        /* the page's memory came zeroed from the OS */
   _Atomic uint8_t in_full;  /* on the full list; read by remote freers */
-  uint8_t pad_[26];
+  uint8_t detached;         /* on its heap's sparse list, in the purger's hands */
+  uint8_t pad_[1];
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
+_Static_assert(offsetof(ebb_page_t, thread_free) == 64, "remote frees touch the second line");
 
 enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
 
+typedef struct { _Atomic int held; } ebb_lock_t;
+
 typedef struct ebb_segment {
-  /* Thread id of the owner, 0 if none.  Written with __atomic stores, read
-   * plainly on the free path (a word read; a stale value only ever makes a
-   * free take the remote path, never the reverse). */
-  uintptr_t owner_thread;
   _Atomic(struct ebb_heap *) owner; /* its heap; NULL: abandoned, pooled or huge */
-  uint64_t used_slices;             /* bit i: slice i in a page (bit 0: header) */
-  uint64_t dirty_slices;            /* bit i: slice i written since last purge */
+  /* Slice masks, bit i for slice i (bit 0: the header).  used: in a page
+   * (written by the owner only); dirty: written since last purged; lazy:
+   * purged with MADV_FREE (may not read as zero); purging: being purged by
+   * the purger right now (not to be taken).  dirty, lazy and purging, and
+   * any change of used, are under `lock`. */
+  uint64_t used_slices;
+  uint64_t dirty_slices;
+  uint64_t lazy_slices;
+  uint64_t purging_slices;
   size_t map_size;                  /* huge: length of the whole mapping */
   uint8_t *map_base;                /* huge: start of the whole mapping */
   struct ebb_segment *next, *prev;  /* in a heap's list, the pool, or abandoned */
+  struct ebb_segment *all_next;     /* every normal segment ever mapped */
   _Atomic uint64_t remote_full;     /* bit i: a remote free hit full page i */
+  ebb_lock_t lock;
   uint8_t kind;
   uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
-  uint8_t pad_[128 - 74];
+  uint8_t pad_[128 - 94];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 
@@ -158,6 +178,17 @@ typedef struct ebb_heap {
   bool is_live;                         /* belongs to a running thread */
   uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
+  /* statistics, written by the owner */
+  uint64_t stat_allocs[EBB_CLASS_COUNT];
+  uint64_t stat_remote_frees;
+  /* From here on, read by the purger at any time: not cleared on reuse. */
+  struct ebb_heap *all_next;            /* every heap ever made */
+  /* Sparse pages: mostly free pages the owner handed to the purger (their
+   * owner_thread is 0).  The lists are under sparse_lock; a page the
+   * purger is working on is off its list. */
+  ebb_lock_t sparse_lock;
+  ebb_page_queue_t sparse[EBB_CLASS_COUNT];
+  ebb_page_queue_t sparse_empty;        /* every block free: to be retired */
 } ebb_heap_t;
 
 /* ---- global state -------------------------------------------------------- */
@@ -187,7 +218,6 @@ EBB_INLINE unsigned segmap_get(uintptr_t addr) {
 EBB_INLINE void segmap_set(uintptr_t addr, unsigned value) {
   __atomic_store_n(&ebb_segmap[addr >> EBB_SEGMENT_SHIFT], (uint8_t)value, __ATOMIC_RELEASE);
 }
-EBB_INLINE void segment_set_owner_thread(struct ebb_segment *seg, uintptr_t id);
 
 /* A number unique to the running thread, cheap to read: the thread pointer
  * (the TCB address) where the architecture has a register for it. */
@@ -229,8 +259,8 @@ EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
   return offset * page->block_magic < page->block_bound;
 }
 
-EBB_INLINE void segment_set_owner_thread(ebb_segment_t *seg, uintptr_t id) {
-  __atomic_store_n(&seg->owner_thread, id, __ATOMIC_RELEASE);
+EBB_INLINE void page_set_owner_thread(ebb_page_t *page, uintptr_t id) {
+  __atomic_store_n(&page->owner_thread, id, __ATOMIC_RELEASE);
 }
 EBB_INLINE size_t page_index(ebb_segment_t *seg, ebb_page_t *page) {
   return (size_t)(page - seg->pages);
@@ -238,8 +268,12 @@ EBB_INLINE size_t page_index(ebb_segment_t *seg, ebb_page_t *page) {
 EBB_INLINE uint8_t *slice_start(ebb_segment_t *seg, size_t i) {
   return (uint8_t *)seg + i * EBB_SLICE_SIZE;
 }
+/* Blocks handed out.  While armed (sparse_at > 0) the count is kept
+ * sparse_at lower, so its sign says "dropped to sparse_at". */
 EBB_INLINE uint32_t page_used(const ebb_page_t *page) {
-  return (uint32_t)((uint64_t)page->used_minus_one + 1);
+  int64_t v = page->used_minus_one;
+  if (v < EBB_USED_FULL_BIAS / 2) v -= EBB_USED_FULL_BIAS;
+  return (uint32_t)(v + 1 + page->sparse_at);
 }
 EBB_INLINE bool page_marked_full(const ebb_page_t *page) {
   return page->used_minus_one < EBB_USED_FULL_BIAS / 2;
@@ -259,8 +293,8 @@ void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page);
     if (!(((seg)->used_slices >> i_) & 1)) {                                      \
       n_ = 1;                                                                     \
     } else                                                                        \
-      for (ebb_page_t *page = &(seg)->pages[i_]; page && ((n_ = page->slice_count), 1); \
-           page = NULL)
+      for (ebb_page_t *page = &(seg)->pages[i_];                                  \
+           page && ((n_ = page->slice_count ? page->slice_count : 1), 1); page = NULL)
 
 /* ---- os.c: the OS layer -------------------------------------------------- */
 extern size_t ebb_os_page_size;
@@ -270,17 +304,22 @@ void os_init(void);
 void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 void os_unmap(void *p, size_t size);
-void os_purge(void *p, size_t size);       /* give pages back, keep the range */
+bool os_purge(void *p, size_t size);       /* give pages back, keep the range; false: MADV_FREE (may not read as zero) */
+size_t os_rss_bytes(void);                  /* the process's RSS from /proc, 0 if unknown */
+uint32_t os_clock_ms(void);                 /* a monotonic millisecond clock (wraps) */
+extern _Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_purge_calls,
+    ebb_stat_purged_bytes, ebb_stat_purge_passes;
 bool os_grow_in_place(void *p, size_t old_size, size_t new_size);
 void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment, size_t offset);
 EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *reason)
     __attribute__((noreturn));
 void ebb_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* ---- sync.c: a tiny lock for the rare global paths ----------------------- */
-typedef struct { _Atomic int held; } ebb_lock_t;
+/* ---- sync.c: a tiny lock for the rare paths ------------------------------ */
 void lock_acquire(ebb_lock_t *l);
+bool lock_try(ebb_lock_t *l);
 void lock_release(ebb_lock_t *l);
+EBB_INLINE void lock_reset(ebb_lock_t *l) { atomic_store(&l->held, 0); }
 
 /* ---- segment.c: segments, spans, the pool, abandonment ------------------- */
 int find_free_run(uint64_t used, size_t count); /* first run of `count` clear bits, or -1 */
@@ -293,9 +332,17 @@ ebb_segment_t *huge_segment_of_shifted(const void *p);
 void segments_abandon(ebb_heap_t *heap);
 void segments_release_cached(ebb_heap_t *heap);
 void segments_reclaim_all(ebb_heap_t *heap);
-void segments_release_reserves(void);
 void segment_locks_prefork(void);
 void segment_locks_postfork(bool child);
+extern _Atomic(ebb_segment_t *) ebb_all_segments; /* every normal segment, newest first */
+/* Purge `seg`'s free slices that were freed at least decay_ms ago (all of
+ * them if force).  Returns the bytes still free and dirty (work left). */
+size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);
+/* Unmap cached huge mappings older than decay_ms (all if force); returns
+ * the bytes still cached. */
+size_t huge_cache_decay(uint32_t now, long long decay_ms, bool force);
+size_t huge_cache_bytes_held(void);
+extern _Atomic size_t ebb_huge_usable_bytes, ebb_huge_requested_bytes;
 
 /* ---- page.c: carving, collecting, queues --------------------------------- */
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero);
@@ -308,6 +355,40 @@ void page_enqueue(ebb_heap_t *heap, ebb_page_t *page);
 void page_unqueue(ebb_heap_t *heap, ebb_page_t *page);
 void heap_handle_remote_full(ebb_heap_t *heap);
 void heap_collect(ebb_heap_t *heap, bool force);
+void page_harvest_stats(ebb_page_t *page);
+void page_recarve(ebb_page_t *page);
+void page_queue_push(ebb_page_queue_t *q, ebb_page_t *page);
+void page_queue_remove(ebb_page_queue_t *q, ebb_page_t *page);
+void page_enqueue_front(ebb_heap_t *heap, ebb_page_t *page);
+
+/* ---- purge.c: decay, sparse pages, the background purger, the limit ------ */
+/* The span a purge unit covers in `page`, and how many units it has. */
+size_t page_unit_size(const ebb_page_t *page);
+/* Give back the OS pages of `page` that hold no live block.  The caller
+ * owns the page's free lists (its owner, or the purger for a sparse page). */
+size_t page_purge_free_units(ebb_page_t *page);
+void page_arm_sparse(ebb_page_t *page);
+void page_disarm_sparse(ebb_page_t *page);
+void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page);
+ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls);
+void heap_reattach_all(ebb_heap_t *heap);
+void purge_notify(void);           /* something became free: the purger may have work */
+void purge_all_now(void);          /* ebb_collect(true): everything free, whatever the decay */
+/* Before mapping `bytes` more: purge eagerly near the memory limit; false
+ * (errno ENOMEM) if a hard limit forbids it. */
+bool purge_limit_admit(size_t bytes);
+size_t purge_memory_limit(void);
+void purge_init(void);
+void purge_prefork(void);
+void purge_postfork(bool child);
+extern _Atomic(ebb_heap_t *) ebb_all_heaps;
+
+/* ---- stats.c ------------------------------------------------------------- */
+extern _Atomic uint64_t ebb_stat_retired_allocs[EBB_CLASS_COUNT];
+extern _Atomic uint64_t ebb_stat_retired_remote_frees, ebb_stat_huge_allocs, ebb_stat_huge_frees;
+void stats_retire_heap(ebb_heap_t *heap); /* a heap's counters outlive its thread */
+void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger */
+void stats_init(void);
 
 /* ---- heap.c: thread heaps ------------------------------------------------ */
 ebb_heap_t *heap_get_or_create(void);
@@ -320,5 +401,26 @@ void free_generic(void *p, const char *call, size_t checked_size);
 void free_not_owned(struct ebb_segment *seg, ebb_page_t *page, void *p);
 void *realloc_generic(void *p, size_t size, size_t alignment, const char *call);
 size_t usable_size_checked(const void *p, const char *call);
+
+/* ---- options.c: EBB_* environment variables and ebb_option_get/set -------- */
+#define EBB_PATH_MAX 256
+typedef struct ebb_options {
+  long long decay_ms;          /* -1: never purge on time */
+  long long stats_interval_ms; /* 0: off */
+  size_t memory_limit;         /* explicit limit, 0: none given */
+  bool madv_free, hard_limit, background, show_stats, verbose;
+  char stats_file[EBB_PATH_MAX];
+  char cgroup_path[EBB_PATH_MAX];
+} ebb_options_t;
+extern ebb_options_t ebb_opt; /* read plainly; written once at init or by ebb_option_set */
+void options_init(void);      /* once, from ebb_init: read the environment */
+
+/* ---- cgroup.c: the container's memory limit ------------------------------ */
+/* The memory limit of the cgroup this process is in (the smallest along its
+ * path; cgroup v2 memory.max or v1 memory.limit_in_bytes), 0 if none.
+ * `where` overrides /sys/fs/cgroup: a cgroup directory (its memory.max or
+ * memory.limit_in_bytes is read) or a file holding the limit.  Allocates
+ * nothing. */
+size_t os_cgroup_memory_limit(const char *where);
 
 #endif /* EBB_INTERNAL_H */

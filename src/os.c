@@ -7,13 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 size_t ebb_os_page_size = 4096;
 _Atomic size_t ebb_os_mapped_bytes;
+_Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_purge_calls,
+    ebb_stat_purged_bytes, ebb_stat_purge_passes;
+
+static void count(_Atomic uint64_t *counter, uint64_t n) {
+  atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
 
 void os_init(void) {
   /* Read at run time: arm64 kernels use 4, 16 or 64 KiB pages. */
@@ -26,6 +34,7 @@ void os_init(void) {
 }
 
 static void *map_raw(size_t size) {
+  count(&ebb_stat_mmap_calls, 1);
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                  -1, 0);
   if (p == MAP_FAILED) {
@@ -45,6 +54,7 @@ static void *map_raw(size_t size) {
 
 static void unmap_raw(void *p, size_t size) {
   int saved = errno;
+  count(&ebb_stat_munmap_calls, 1);
   if (munmap(p, size) != 0)
     ebb_warning("munmap(%p, %zu) failed: %s", p, size, strerror(errno));
   else
@@ -63,10 +73,12 @@ static void *map_at_hint(size_t size, size_t alignment, size_t offset) {
   uintptr_t hint = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
   if (hint < size + alignment + ((uintptr_t)1 << 32)) return NULL;
   uintptr_t want = ((hint - size + offset) & ~(uintptr_t)(alignment - 1)) - offset;
+  count(&ebb_stat_mmap_calls, 1);
   void *p = mmap((void *)want, size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return NULL;
   if (p != (void *)want) {
+    count(&ebb_stat_munmap_calls, 1);
     munmap(p, size);
     return NULL;
   }
@@ -101,18 +113,57 @@ void *os_map_aligned(size_t size, size_t alignment, size_t offset) {
 
 void os_unmap(void *p, size_t size) { unmap_raw(p, size); }
 
-void os_purge(void *p, size_t size) {
+/* MADV_DONTNEED (the default): the drop shows in RSS at once, and the range
+ * reads back as zeros, so a purged slice counts as fresh.  MADV_FREE (the
+ * madv_free option): the kernel takes the pages only under memory pressure,
+ * and until then they keep their contents; returns false then. */
+bool os_purge(void *p, size_t size) {
   int saved = errno;
-  /* MADV_DONTNEED: the drop shows in RSS at once, and the range reads back
-   * as zeros (so a purged slice counts as fresh). */
-  madvise(p, size, MADV_DONTNEED);
+  count(&ebb_stat_purge_calls, 1);
+  count(&ebb_stat_purged_bytes, size);
+  bool zeroed = true;
+#ifdef MADV_FREE
+  if (ebb_opt.madv_free && madvise(p, size, MADV_FREE) == 0) zeroed = false;
+  else
+#endif
+    madvise(p, size, MADV_DONTNEED);
   errno = saved;
+  return zeroed;
+}
+
+/* Resident set size from /proc/self/statm (second field, in pages). */
+size_t os_rss_bytes(void) {
+  int saved = errno;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    errno = saved;
+    return 0;
+  }
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  errno = saved;
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  const char *q = buf;
+  while (*q && *q != ' ') q++;
+  size_t pages = 0;
+  while (*q == ' ') q++;
+  while (*q >= '0' && *q <= '9') pages = pages * 10 + (size_t)(*q++ - '0');
+  return pages * ebb_os_page_size;
+}
+
+uint32_t os_clock_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
 /* Grow a mapping where it stands; false if the address space after it is
  * taken. */
 bool os_grow_in_place(void *p, size_t old_size, size_t new_size) {
   int saved = errno;
+  count(&ebb_stat_mmap_calls, 1);
   void *q = mremap(p, old_size, new_size, 0);
   errno = saved;
   if (q == MAP_FAILED) return false;
@@ -127,6 +178,7 @@ bool os_grow_in_place(void *p, size_t old_size, size_t new_size) {
 void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment,
                        size_t offset) {
   int saved = errno;
+  count(&ebb_stat_mmap_calls, 1);
   void *p = mremap(old, old_size, new_size, 0);
   if (p != MAP_FAILED) {
     if (new_size > old_size)

@@ -10,7 +10,13 @@
  * The in_full handshake is Dekker-style: the owner sets in_full, then reads
  * thread_free; a remote freer pushes onto thread_free, then reads in_full
  * (all sequentially consistent).  At least one of them sees the other, so a
- * full page with remote frees is never forgotten. */
+ * full page with remote frees is never forgotten.
+ *
+ * A page that leaves the full list is "armed": its free path traps once
+ * more when only an eighth of its blocks are left in use, and the page, now
+ * sparse, is handed to the purger (purge.c), which gives back its OS pages
+ * that hold no live block.  Blocks in purged units are off every list
+ * ("holes") until the page runs dry and they are carved again. */
 #include <errno.h>
 #include <string.h>
 
@@ -44,6 +50,24 @@ void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page) {
   page->start = NULL;
   page->free = page->local_free = NULL;
   page->used_minus_one = -1;
+  page->sparse_at = 0;
+  page->purged = 0;
+  page->detached = 0;
+  page->owner_thread = 0;
+}
+
+/* Move the page's allocation count into the statistics: the owner's heap,
+ * or the process-wide counters when another thread (the purger, a thread
+ * exiting) does it. */
+void page_harvest_stats(ebb_page_t *page) {
+  uint32_t n = page->alloc_count;
+  if (n == 0) return;
+  page->alloc_count = 0;
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (heap != &ebb_empty_heap && page->owner_thread == heap->thread_id)
+    heap->stat_allocs[page->class_idx] += n;
+  else
+    atomic_fetch_add_explicit(&ebb_stat_retired_allocs[page->class_idx], n, memory_order_relaxed);
 }
 
 void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
@@ -53,12 +77,45 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
   page->class_idx = (uint8_t)cls;
   page->capacity = 0;
   page->used_minus_one = -1;
+  page->sparse_at = 0;
+  page->purged = 0;
   page->mem_fresh = zero;
   page_set_geometry(page, block_size, (uint32_t)(bytes / block_size));
 }
 
+/* Put the blocks of purged units (holes) back on the free list, in address
+ * order.  They read as zeros, but the units may also hold other bytes. */
+void page_recarve(ebb_page_t *page) {
+  uint64_t purged = page->purged;
+  if (purged == 0) return;
+  size_t unit = page_unit_size(page), bs = page->block_size;
+  ebb_block_t *head = NULL, **tail = &head;
+  size_t next_idx = 0; /* blocks below this are done */
+  while (purged) {
+    size_t u = (size_t)__builtin_ctzll(purged);
+    purged &= purged - 1;
+    size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs; /* blocks overlapping u */
+    if (lo < next_idx) lo = next_idx;
+    if (hi > page->capacity) hi = page->capacity;
+    for (size_t i = lo; i < hi; i++) {
+      ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
+      *tail = b;
+      tail = &b->next;
+    }
+    if (hi > next_idx) next_idx = hi;
+  }
+  *tail = page->free;
+  page->free = head;
+  page->purged = 0;
+  page->is_zero = 0;
+}
+
 /* Carve more blocks onto the (empty) free list, in address order. */
 static void page_extend(ebb_page_t *page) {
+  if (page->purged) { /* holes first: carving past them would lose them */
+    page_recarve(page);
+    if (page->free) return;
+  }
   size_t avail = page->reserved - page->capacity;
   size_t count = EBB_EXTEND_BYTES / page->block_size;
   if (count == 0) count = 1;
@@ -75,6 +132,7 @@ static void page_extend(ebb_page_t *page) {
 
 /* Move the owner's and other threads' frees onto the free list. */
 void page_collect(ebb_page_t *page) {
+  page_harvest_stats(page);
   if (page->local_free) {
     if (page->free == NULL) {
       page->free = page->local_free;
@@ -132,6 +190,9 @@ static void list_push_back(ebb_page_queue_t *q, ebb_page_t *page) {
   q->last = page;
 }
 
+void page_queue_push(ebb_page_queue_t *q, ebb_page_t *page) { list_push_back(q, page); }
+void page_queue_remove(ebb_page_queue_t *q, ebb_page_t *page) { list_remove(q, page); }
+
 static void list_push_front(ebb_page_queue_t *q, ebb_page_t *page) {
   page->prev = NULL;
   page->next = q->first;
@@ -164,6 +225,7 @@ static void page_unfull(ebb_heap_t *heap, ebb_page_t *page) {
   page_mark_full(page, false);
   atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
   queue_push_back(heap, page);
+  page_arm_sparse(page); /* it was full: trap again when it runs sparse */
 }
 
 /* Move a page with nothing to give to the full list.  Returns false (and
@@ -194,6 +256,12 @@ void page_enqueue(ebb_heap_t *heap, ebb_page_t *page) {
   if (!page_has_room(page)) page_to_full(heap, page);
 }
 
+void page_enqueue_front(ebb_heap_t *heap, ebb_page_t *page) {
+  page_mark_full(page, false);
+  atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
+  queue_push_front(heap, page);
+}
+
 void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
   if (atomic_load_explicit(&page->in_full, memory_order_relaxed)) {
     list_remove(&heap->full, page);
@@ -206,22 +274,32 @@ void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
 
 /* A page whose last block came back: give its slices back to the segment,
  * unless it is its class's current page (malloc would want it right back). */
-static void page_retire(ebb_heap_t *heap, ebb_page_t *page) {
-  if (heap->queues[page->class_idx].first == page) return;
+static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
+  if (heap->queues[page->class_idx].first == page) return false;
   page_unqueue(heap, page);
   segment_page_free(heap, segment_of(page), page);
+  return true;
 }
 
 /* The owner's free path lands here when the decremented count went
- * negative: the page was on the full list, or is now empty, or the count
- * went below empty (a block freed twice). */
+ * negative: the page was on the full list, or dropped to its sparse mark,
+ * or is now empty, or the count went below empty (a block freed twice). */
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
-  if (page->used_minus_one == -2) {
-    page->used_minus_one = -1;
+  uint32_t used = page_used(page);
+  if (used == UINT32_MAX) {
+    page->used_minus_one++;
     ebb_fatal_pointer("free", page->local_free, "double free (block freed twice)");
   }
   if (page_marked_full(page)) page_unfull(heap, page);
-  if (page_used(page) == 0) page_retire(heap, page);
+  if (page->sparse_at) {
+    if (used > page->sparse_at) return;
+    page_disarm_sparse(page);
+    if (used > 0 && heap->queues[page->class_idx].first != page) {
+      heap_detach_sparse(heap, page);
+      return;
+    }
+  }
+  if (used == 0 && page_retire(heap, page)) purge_notify();
 }
 
 /* ---- the allocation slow path -------------------------------------------- */
@@ -235,6 +313,7 @@ static void *page_take(ebb_page_t *page, size_t size, bool zero) {
   ebb_block_t *block = page->free;
   page->free = block->next;
   page->used_minus_one++;
+  page->alloc_count++;
   if (zero) {
     if (page->is_zero) block->next = NULL;
     else memset(block, 0, size);
@@ -260,6 +339,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   while (page && candidates < EBB_PAGE_CANDIDATES) {
     ebb_page_t *next = page->next;
     page_collect(page);
+    if (page->free == NULL && page->purged) page_recarve(page);
     if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
     if (page->free == NULL) {
       if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
@@ -287,6 +367,17 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     }
     if (q->first != first_before) queue_first_changed(heap, cls);
     return page_take(best, size, zero);
+  }
+  /* A sparse page of this class the purger holds comes back before a new
+   * page is taken: its free blocks are the ones to reuse. */
+  if ((page = heap_reattach_sparse(heap, cls)) != NULL) {
+    if (page->free == NULL) page_recarve(page);
+    if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+    if (page->free != NULL) {
+      page_enqueue_front(heap, page);
+      return page_take(page, size, zero);
+    }
+    page_enqueue(heap, page); /* nothing free after all (cannot happen: it was sparse) */
   }
   size_t block_size = class_size(cls);
   page = segment_page_alloc(heap, slices_for(block_size));
@@ -321,21 +412,27 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
 }
 
 /* Collect every page of the heap; give empty pages back to their segments
- * (and so empty segments to the pool).  force: also the cached segment. */
+ * (and so empty segments to the pool).  force: first take back the pages
+ * handed to the purger, give back the free OS pages inside pages still in
+ * use, and release the cached segment. */
 void heap_collect(ebb_heap_t *heap, bool force) {
+  if (force) heap_reattach_all(heap);
   ebb_segment_t *lists[2] = {heap->segments_full, heap->segments};
   for (int l = 0; l < 2; l++) {
     ebb_segment_t *seg = lists[l];
     while (seg) {
       ebb_segment_t *next = seg->next;
       FOR_EACH_PAGE(seg, page) {
+        if (page->detached) continue; /* the purger's */
         page_collect(page);
         if (page_used(page) == 0) {
           page_unqueue(heap, page);
           segment_page_free(heap, seg, page);
-        } else if (atomic_load_explicit(&page->in_full, memory_order_relaxed) && page->free) {
-          page_unfull(heap, page);
+          continue;
         }
+        if (atomic_load_explicit(&page->in_full, memory_order_relaxed) && page->free)
+          page_unfull(heap, page);
+        if (force) page_purge_free_units(page);
       }
       seg = next;
     }

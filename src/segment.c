@@ -6,28 +6,33 @@
  * segments abandoned by exited threads (reclaimed with their live blocks),
  * the process-wide pool of empty segments, the OS.
  *
- * Normal segments are never unmapped: an empty one goes to the pool with its
- * data slices purged (MADV_DONTNEED), keeping only the address range and its
- * header page.  This is what lets a thread that frees remotely read the
- * page descriptor after its atomic push, whatever the owner did meanwhile.
- * Huge segments are unmapped on free: no thread ever pushes onto them. */
+ * Normal segments are never unmapped: an empty one goes to the pool, and its
+ * slices, like every free slice, are purged (MADV_DONTNEED) by the purger
+ * once they have been free for the decay delay (purge.c), keeping only the
+ * address range and its header page.  This is what lets a thread that frees
+ * remotely read the page descriptor after its atomic push, whatever the
+ * owner did meanwhile.  Every normal segment is on one list that the purger
+ * and the statistics walk.
+ *
+ * A segment's lock guards its slice masks against the purger: the owner
+ * takes it to take or give back a run of slices (once a page, not once a
+ * block), the purger to claim free slices before its madvise, which runs
+ * unlocked.  Free slices remember when they were freed in the `stamp` of
+ * their descriptors. */
 #include <errno.h>
 #include <string.h>
 
 #include "internal.h"
 
 uint8_t ebb_segmap[EBB_SEGMAP_SIZE];
-_Atomic size_t ebb_huge_bytes, ebb_huge_count;
+_Atomic size_t ebb_huge_bytes, ebb_huge_count, ebb_huge_usable_bytes, ebb_huge_requested_bytes;
 
-/* Empty segments: up to EBB_POOL_WARM_MAX kept as they are (warm: reusing
- * them faults nothing in), the rest purged; and segments of exited threads.
- * The warm reserve bounds what an allocation pattern that empties and
- * refills segments pays in page faults; ebb_collect(true) purges it. */
-#define EBB_POOL_WARM_MAX 8
+/* Empty segments (their memory decays like any free slice), and segments of
+ * exited threads. */
 static ebb_lock_t pool_lock, abandoned_lock, huge_cache_lock; /* taken in this order around fork */
-static ebb_segment_t *pool_warm, *pool_purged;
-static size_t pool_warm_count;
+static ebb_segment_t *pool;
 static ebb_segment_t *abandoned_list;
+_Atomic(ebb_segment_t *) ebb_all_segments;
 
 #define ALL_SLICES (~(uint64_t)0)
 #define HEADER_SLICES ((uint64_t)1)
@@ -72,108 +77,122 @@ static void heap_list_remove(ebb_heap_t *heap, ebb_segment_t *seg) {
 }
 
 /* ---- the pool ------------------------------------------------------------ */
-static void segment_purge(ebb_segment_t *seg) {
-  uint64_t dirty = seg->dirty_slices & ~HEADER_SLICES;
-  /* Purge dirty runs of slices with one call per run. */
-  while (dirty) {
-    size_t first = (size_t)__builtin_ctzll(dirty);
-    size_t end = first;
-    while (end < 64 && (dirty >> end) & 1) end++;
-    os_purge(slice_start(seg, first), (end - first) * EBB_SLICE_SIZE);
-    dirty &= ~run_mask(first, end - first);
-  }
-  seg->dirty_slices = HEADER_SLICES;
-}
-
 static void pool_push(ebb_segment_t *seg) {
-  segment_set_owner_thread(seg, 0);
   atomic_store_explicit(&seg->owner, NULL, memory_order_release);
   seg->prev = NULL;
   lock_acquire(&pool_lock);
-  if (pool_warm_count < EBB_POOL_WARM_MAX) {
-    seg->next = pool_warm;
-    pool_warm = seg;
-    pool_warm_count++;
-    lock_release(&pool_lock);
-    return;
-  }
+  seg->next = pool;
+  pool = seg;
   lock_release(&pool_lock);
-  segment_purge(seg);
-  lock_acquire(&pool_lock);
-  seg->next = pool_purged;
-  pool_purged = seg;
-  lock_release(&pool_lock);
+  purge_notify();
 }
 
 static ebb_segment_t *pool_pop(void) {
-  if (pool_warm == NULL && pool_purged == NULL) return NULL; /* racy peek; the lock decides */
+  if (pool == NULL) return NULL; /* racy peek; the lock decides */
   lock_acquire(&pool_lock);
-  ebb_segment_t *seg = pool_warm;
-  if (seg) {
-    pool_warm = seg->next;
-    pool_warm_count--;
-  } else if ((seg = pool_purged) != NULL) {
-    pool_purged = seg->next;
-  }
+  ebb_segment_t *seg = pool; /* the most recently emptied: the warmest */
+  if (seg) pool = seg->next;
   lock_release(&pool_lock);
   return seg;
 }
 
-/* Purge the warm reserve: everything in the pool goes back to the OS. */
-static void pool_purge_warm(void) {
-  lock_acquire(&pool_lock);
-  ebb_segment_t *list = pool_warm;
-  pool_warm = NULL;
-  pool_warm_count = 0;
-  lock_release(&pool_lock);
-  while (list) {
-    ebb_segment_t *next = list->next;
-    segment_purge(list);
-    lock_acquire(&pool_lock);
-    list->next = pool_purged;
-    pool_purged = list;
-    lock_release(&pool_lock);
-    list = next;
+static void stamp_slices(ebb_segment_t *seg, uint64_t mask, uint32_t now) {
+  while (mask) {
+    seg->pages[__builtin_ctzll(mask)].stamp = now;
+    mask &= mask - 1;
   }
 }
 
 static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
+  uint32_t stamps[EBB_SLICES_PER_SEGMENT]; /* free slices keep their age */
+  lock_acquire(&seg->lock);
+  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) stamps[i] = seg->pages[i].stamp;
   memset(seg->pages, 0, sizeof seg->pages);
+  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) seg->pages[i].stamp = stamps[i];
   seg->used_slices = HEADER_SLICES;
+  lock_release(&seg->lock);
   seg->next = seg->prev = NULL;
   seg->kind = EBB_SEGMENT_NORMAL;
   seg->in_full_list = 0;
   atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
   atomic_store_explicit(&seg->owner, heap, memory_order_release);
-  segment_set_owner_thread(seg, heap->thread_id);
+}
+
+/* The purger's part: claim the free dirty slices old enough, purge them
+ * unlocked (runs of slices, one call each), then clear their dirty bits. */
+size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
+  if (((seg->dirty_slices & ~seg->used_slices) & ~HEADER_SLICES) == 0) return 0; /* racy peek */
+  lock_acquire(&seg->lock);
+  uint64_t candidates = seg->dirty_slices & ~seg->used_slices & ~seg->purging_slices & ~HEADER_SLICES;
+  uint64_t purge = 0;
+  for (uint64_t m = candidates; m; m &= m - 1) {
+    size_t i = (size_t)__builtin_ctzll(m);
+    if (force || (decay_ms >= 0 && (long long)(uint32_t)(now - seg->pages[i].stamp) >= decay_ms))
+      purge |= (uint64_t)1 << i;
+  }
+  seg->purging_slices |= purge;
+  lock_release(&seg->lock);
+  size_t left = (size_t)__builtin_popcountll(candidates & ~purge) * EBB_SLICE_SIZE;
+  if (purge == 0) return left;
+  uint64_t lazy = 0;
+  for (uint64_t todo = purge; todo;) {
+    size_t first = (size_t)__builtin_ctzll(todo);
+    size_t end = first;
+    while (end < 64 && (todo >> end) & 1) end++;
+    uint64_t run = run_mask(first, end - first);
+    if (!os_purge(slice_start(seg, first), (end - first) * EBB_SLICE_SIZE)) lazy |= run;
+    todo &= ~run;
+  }
+  lock_acquire(&seg->lock);
+  seg->purging_slices &= ~purge;
+  seg->dirty_slices &= ~purge;
+  seg->lazy_slices |= lazy;
+  lock_release(&seg->lock);
+  return left;
 }
 
 static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
+  if (!purge_limit_admit(EBB_SEGMENT_SIZE)) return NULL;
   ebb_segment_t *seg = os_map_aligned(EBB_SEGMENT_SIZE, EBB_SEGMENT_SIZE, 0);
   if (seg == NULL) return NULL;
   seg->dirty_slices = HEADER_SLICES;
   seg->map_base = (uint8_t *)seg;
   seg->map_size = EBB_SEGMENT_SIZE;
   segment_reset_header(seg, heap);
+  ebb_segment_t *head = atomic_load_explicit(&ebb_all_segments, memory_order_relaxed);
+  do {
+    seg->all_next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&ebb_all_segments, &head, seg,
+                                                  memory_order_release, memory_order_relaxed));
   segmap_set((uintptr_t)seg, EBB_SEGMAP_SEGMENT);
   return seg;
 }
 
 /* ---- pages inside a segment ---------------------------------------------- */
+/* Take slices [first, first+slices) for a page, if they are still free and
+ * not being purged; NULL if not. */
 static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, size_t slices) {
   uint64_t mask = run_mask(first, slices);
-  ebb_page_t *page = &seg->pages[first];
-  bool fresh = (seg->dirty_slices & mask) == 0;
+  lock_acquire(&seg->lock);
+  if ((seg->used_slices | seg->purging_slices) & mask) {
+    lock_release(&seg->lock);
+    return NULL;
+  }
+  bool fresh = ((seg->dirty_slices | seg->lazy_slices) & mask) == 0;
   seg->used_slices |= mask;
   seg->dirty_slices |= mask;
+  seg->lazy_slices &= ~mask;
+  lock_release(&seg->lock);
   if (seg->used_slices == ALL_SLICES && !seg->in_full_list) {
     seg_list_remove(&heap->segments, seg);
     seg_list_push(&heap->segments_full, seg);
     seg->in_full_list = 1;
   }
+  ebb_page_t *page = &seg->pages[first];
   memset(page, 0, sizeof *page);
   page->slice_count = (uint16_t)slices;
   page->is_zero = fresh;
+  page->owner_thread = heap->thread_id;
   for (size_t i = 1; i < slices; i++) {
     seg->pages[first + i].head_delta = i * sizeof(ebb_page_t);
     seg->pages[first + i].slice_count = 0;
@@ -181,13 +200,25 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   return page;
 }
 
+/* A run of `slices` free slices in seg (not being purged), or NULL. */
+static ebb_page_t *segment_try_take(ebb_heap_t *heap, ebb_segment_t *seg, size_t slices) {
+  int first = find_free_run(seg->used_slices | seg->purging_slices, slices); /* racy hint */
+  if (first < 0) return NULL;
+  ebb_page_t *page = take_run(heap, seg, (size_t)first, slices);
+  if (page) return page;
+  lock_acquire(&seg->lock); /* the purger claimed it meanwhile: look again */
+  first = find_free_run(seg->used_slices | seg->purging_slices, slices);
+  lock_release(&seg->lock);
+  return first < 0 ? NULL : take_run(heap, seg, (size_t)first, slices);
+}
+
 static ebb_segment_t *segment_reclaim(ebb_heap_t *heap);
 
 /* A page of `slices` slices from one of the heap's segments, or a new one. */
 ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
   for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
-    int first = find_free_run(seg->used_slices, slices);
-    if (first >= 0) return take_run(heap, seg, (size_t)first, slices);
+    ebb_page_t *page = segment_try_take(heap, seg, slices);
+    if (page) return page;
   }
   for (;;) {
     ebb_segment_t *seg = heap->cached_empty;
@@ -206,8 +237,8 @@ ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
       continue;
     }
     seg_list_push(&heap->segments, seg);
-    int first = find_free_run(seg->used_slices, slices);
-    if (first >= 0) return take_run(heap, seg, (size_t)first, slices);
+    ebb_page_t *page = segment_try_take(heap, seg, slices);
+    if (page) return page;
   }
 }
 
@@ -220,11 +251,21 @@ static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
   }
 }
 
-void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
+/* Give a page's slices back: cleared (later frees there must fail the
+ * check) and stamped with the time, so they are purged after the decay. */
+static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t now) {
   size_t first = page_index(seg, page);
   uint64_t mask = run_mask(first, page->slice_count);
-  page_descriptors_clear(seg, page); /* later frees here must fail the check */
+  page_harvest_stats(page);
+  page_descriptors_clear(seg, page);
+  lock_acquire(&seg->lock);
+  stamp_slices(seg, mask, now);
   seg->used_slices &= ~mask;
+  lock_release(&seg->lock);
+}
+
+void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
+  segment_release_run(seg, page, os_clock_ms());
   if (seg->in_full_list) {
     seg_list_remove(&heap->segments_full, seg);
     seg_list_push(&heap->segments, seg);
@@ -260,8 +301,10 @@ void segments_release_cached(ebb_heap_t *heap) {
 
 /* ---- abandonment: a thread exits, its segments go to the process ---------- */
 void segments_abandon(ebb_heap_t *heap) {
+  heap_reattach_all(heap); /* its sparse pages come back first */
   ebb_segment_t *lists[2] = {heap->segments, heap->segments_full};
   heap->segments = heap->segments_full = NULL;
+  uint32_t now = os_clock_ms();
   for (int l = 0; l < 2; l++) {
     ebb_segment_t *seg = lists[l];
     while (seg) {
@@ -272,16 +315,12 @@ void segments_abandon(ebb_heap_t *heap) {
         page_mark_full(page, false);
         atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
         page->next = page->prev = NULL;
-        if (page_used(page) == 0) {
-          uint64_t mask = run_mask(page_index(seg, page), page->slice_count);
-          page_descriptors_clear(seg, page);
-          seg->used_slices &= ~mask;
-        }
+        page_set_owner_thread(page, 0);
+        if (page_used(page) == 0) segment_release_run(seg, page, now);
       }
       if (seg->used_slices == HEADER_SLICES) {
         pool_push(seg);
       } else {
-        segment_set_owner_thread(seg, 0);
         atomic_store_explicit(&seg->owner, NULL, memory_order_release);
         lock_acquire(&abandoned_lock);
         seg->prev = NULL;
@@ -293,6 +332,7 @@ void segments_abandon(ebb_heap_t *heap) {
     }
   }
   segments_release_cached(heap);
+  purge_notify();
 }
 
 /* Adopt one abandoned segment: collect what other threads freed into it,
@@ -307,12 +347,12 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
   seg->next = seg->prev = NULL;
   atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
   atomic_store_explicit(&seg->owner, heap, memory_order_release);
-  segment_set_owner_thread(seg, heap->thread_id);
+  uint32_t now = os_clock_ms();
   FOR_EACH_PAGE(seg, page) {
+    page_set_owner_thread(page, heap->thread_id);
     page_collect(page);
     if (page_used(page) == 0) {
-      page_descriptors_clear(seg, page);
-      seg->used_slices &= ~run_mask(page_index(seg, page), page->slice_count);
+      segment_release_run(seg, page, now);
     } else {
       page_enqueue(heap, page); /* puts it on the full list if it has no room */
     }
@@ -328,9 +368,12 @@ void segment_locks_prefork(void) {
 
 void segment_locks_postfork(bool child) {
   if (child) {
-    atomic_store(&huge_cache_lock.held, 0);
-    atomic_store(&pool_lock.held, 0);
-    atomic_store(&abandoned_lock.held, 0);
+    lock_reset(&huge_cache_lock);
+    lock_reset(&pool_lock);
+    lock_reset(&abandoned_lock);
+    /* a thread that no longer exists may have held one */
+    for (ebb_segment_t *seg = atomic_load(&ebb_all_segments); seg; seg = seg->all_next)
+      lock_reset(&seg->lock);
   } else {
     lock_release(&huge_cache_lock);
     lock_release(&pool_lock);
@@ -346,11 +389,12 @@ void segment_locks_postfork(bool child) {
  * Freed huge mappings (not shifted) of up to half the cache are kept mapped,
  * up to EBB_HUGE_CACHE_BYTES in all, and reused best-fit (the tail trimmed):
  * a program that frees and allocates multi-MiB buffers in turn then pays
- * neither the mapping nor the page faults again.  ebb_collect(true) unmaps
- * them. */
+ * neither the mapping nor the page faults again.  Like free slices, they
+ * are kept for the decay delay only: the purger unmaps them after it (and
+ * at once with decay 0, near the memory limit, or on ebb_collect(true)). */
 #define EBB_HUGE_CACHE_BYTES ((size_t)64 << 20)
 #define EBB_HUGE_CACHE_SLOTS 16
-static struct { uint8_t *base; size_t size; } huge_cache[EBB_HUGE_CACHE_SLOTS];
+static struct { uint8_t *base; size_t size; uint32_t stamp; } huge_cache[EBB_HUGE_CACHE_SLOTS];
 static size_t huge_cache_count, huge_cache_bytes;
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
@@ -365,6 +409,10 @@ static bool huge_cache_put(uint8_t *base, size_t size);
 static uint8_t *huge_cache_take(size_t size, size_t *got) {
   if (huge_cache_count == 0) return NULL; /* racy peek; the lock decides */
   lock_acquire(&huge_cache_lock);
+  if (huge_cache_count == 0) { /* emptied meanwhile (the purger) */
+    lock_release(&huge_cache_lock);
+    return NULL;
+  }
   size_t best = EBB_HUGE_CACHE_SLOTS, largest = 0;
   for (size_t i = 0; i < huge_cache_count; i++) {
     if (huge_cache[i].size >= size &&
@@ -394,13 +442,14 @@ static uint8_t *huge_cache_take(size_t size, size_t *got) {
 }
 
 static bool huge_cache_put(uint8_t *base, size_t size) {
-  if (size > EBB_HUGE_CACHE_BYTES / 2) return false;
+  if (size > EBB_HUGE_CACHE_BYTES / 2 || ebb_opt.decay_ms == 0) return false;
   lock_acquire(&huge_cache_lock);
   bool fits = huge_cache_count < EBB_HUGE_CACHE_SLOTS &&
               huge_cache_bytes + size <= EBB_HUGE_CACHE_BYTES;
   if (fits) {
     huge_cache[huge_cache_count].base = base;
     huge_cache[huge_cache_count].size = size;
+    huge_cache[huge_cache_count].stamp = os_clock_ms();
     huge_cache_count++;
     huge_cache_bytes += size;
   }
@@ -408,27 +457,30 @@ static bool huge_cache_put(uint8_t *base, size_t size) {
   return fits;
 }
 
-static void huge_cache_release(void) {
+size_t huge_cache_decay(uint32_t now, long long decay_ms, bool force) {
+  if (huge_cache_count == 0) return 0; /* racy peek */
   for (;;) {
     lock_acquire(&huge_cache_lock);
-    if (huge_cache_count == 0) {
+    size_t i = 0;
+    while (i < huge_cache_count &&
+           !(force || (decay_ms >= 0 &&
+                       (long long)(uint32_t)(now - huge_cache[i].stamp) >= decay_ms)))
+      i++;
+    if (i == huge_cache_count) {
+      size_t left = huge_cache_bytes;
       lock_release(&huge_cache_lock);
-      return;
+      return left;
     }
-    uint8_t *base = huge_cache[--huge_cache_count].base;
-    size_t size = huge_cache[huge_cache_count].size;
+    uint8_t *base = huge_cache[i].base;
+    size_t size = huge_cache[i].size;
+    huge_cache[i] = huge_cache[--huge_cache_count];
     huge_cache_bytes -= size;
     lock_release(&huge_cache_lock);
     os_unmap(base, size);
   }
 }
 
-/* Everything free that ebb holds in process-wide reserves goes back to the
- * OS: the warm pool segments and the cached huge mappings. */
-void segments_release_reserves(void) {
-  pool_purge_warm();
-  huge_cache_release();
-}
+size_t huge_cache_bytes_held(void) { return huge_cache_bytes; }
 
 void *huge_alloc(size_t size, size_t alignment, bool zero) {
   size_t offset, map_align;
@@ -448,18 +500,23 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t total = offset + round_up(size, ebb_os_page_size);
+  /* At least one page past the header, even for size 0: a block address
+   * must lie inside its own mapping (past its end may be another segment). */
+  size_t total = offset + round_up(size ? size : 1, ebb_os_page_size);
   uint8_t *base = shifted ? NULL : huge_cache_take(total, &total);
   if (base != NULL) {
     memset(base, 0, sizeof(ebb_segment_t)); /* a fresh header */
     if (zero) memset(base + offset, 0, size);
   } else {
     /* shifted: the block (one segment past the base) is what must be aligned */
+    if (!purge_limit_admit(total)) return NULL;
     base = os_map_aligned(total, map_align, shifted ? offset : 0);
     if (base == NULL) return NULL; /* fresh mappings read as zeros */
   }
   atomic_fetch_add_explicit(&ebb_huge_bytes, total, memory_order_relaxed);
   atomic_fetch_add_explicit(&ebb_huge_count, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&ebb_huge_usable_bytes, total - offset, memory_order_relaxed);
+  atomic_fetch_add_explicit(&ebb_stat_huge_allocs, 1, memory_order_relaxed);
   ebb_segment_t *seg = (ebb_segment_t *)base;
   seg->kind = EBB_SEGMENT_HUGE;
   seg->map_base = base;
@@ -469,6 +526,8 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
   page->start = base + offset;
   page_set_geometry(page, total - offset, 1);
   page->used_minus_one = 0; /* one block in use */
+  page->purged = size;
+  atomic_fetch_add_explicit(&ebb_huge_requested_bytes, size, memory_order_relaxed);
   page->capacity = 1;
   page->slice_count = 1;
   if (!shifted) {
@@ -490,8 +549,13 @@ void huge_free(ebb_segment_t *seg, ebb_page_t *page) {
   segmap_set(shifted ? (uintptr_t)page->start : (uintptr_t)seg, EBB_SEGMAP_NONE);
   atomic_fetch_sub_explicit(&ebb_huge_bytes, seg->map_size, memory_order_relaxed);
   atomic_fetch_sub_explicit(&ebb_huge_count, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&ebb_huge_usable_bytes, page->block_size, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&ebb_huge_requested_bytes, page->purged, memory_order_relaxed);
+  atomic_fetch_add_explicit(&ebb_stat_huge_frees, 1, memory_order_relaxed);
   if (shifted || !huge_cache_put(seg->map_base, seg->map_size))
     os_unmap(seg->map_base, seg->map_size);
+  else
+    purge_notify();
 }
 
 /* Grow or shrink a (not shifted) huge block by remapping its pages. */
@@ -502,7 +566,13 @@ void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size) {
     return NULL;
   }
   size_t total = offset + round_up(size, ebb_os_page_size);
-  if (total == seg->map_size) return page->start;
+  if (total == seg->map_size) {
+    atomic_fetch_add_explicit(&ebb_huge_requested_bytes, size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&ebb_huge_requested_bytes, page->purged, memory_order_relaxed);
+    page->purged = size;
+    return page->start;
+  }
+  if (total > seg->map_size && !purge_limit_admit(total - seg->map_size)) return NULL;
   uint8_t *old_base = seg->map_base;
   uint8_t *base = os_remap_aligned(old_base, seg->map_size, total, EBB_SEGMENT_SIZE, 0);
   if (base == NULL) return NULL;
@@ -512,13 +582,19 @@ void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size) {
   }
   seg = (ebb_segment_t *)base;
   page = &seg->pages[0];
-  if (total > seg->map_size)
+  if (total > seg->map_size) {
     atomic_fetch_add_explicit(&ebb_huge_bytes, total - seg->map_size, memory_order_relaxed);
-  else
+    atomic_fetch_add_explicit(&ebb_huge_usable_bytes, total - seg->map_size, memory_order_relaxed);
+  } else {
     atomic_fetch_sub_explicit(&ebb_huge_bytes, seg->map_size - total, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&ebb_huge_usable_bytes, seg->map_size - total, memory_order_relaxed);
+  }
   seg->map_base = base;
   seg->map_size = total;
   page->start = base + offset;
   page->block_size = total - offset;
+  atomic_fetch_add_explicit(&ebb_huge_requested_bytes, size, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&ebb_huge_requested_bytes, page->purged, memory_order_relaxed);
+  page->purged = size;
   return page->start;
 }

@@ -90,12 +90,12 @@ if [ -z "$PY" ]; then
   note "SKIP  python3: not installed (apt-get install python3)"
 else
   cat >"$tmp/alloc.py" <<'EOF'
-# Allocation-heavy, deterministic; prints digests.  With EBB_EXPECT=1 it also
+# Allocation-heavy, deterministic; prints digests.  With EBB_TEST_EXPECT=1 it also
 # asserts that malloc resolves into libebb.so (and with 0 that it does not).
 import gc, hashlib, json, os, random, sys, threading
 
 def check_allocator():
-    want = os.environ.get("EBB_EXPECT")
+    want = os.environ.get("EBB_TEST_EXPECT")
     paths = [l.split()[-1] for l in open("/proc/self/maps") if l.rstrip().endswith("/libebb.so")]
     mapped = bool(paths)
     if want == "0":
@@ -205,8 +205,8 @@ def main():
 
 main()
 EOF
-  # EBB_EXPECT differs between the two runs only through the environment
-  pyrun() { PYTHONHASHSEED=0 PYTHONMALLOC=$1 EBB_EXPECT=$([ -n "${LD_PRELOAD:-}" ] && echo 1 || echo 0) "$PY" "$tmp/alloc.py" 1; }
+  # EBB_TEST_EXPECT differs between the two runs only through the environment
+  pyrun() { PYTHONHASHSEED=0 PYTHONMALLOC=$1 EBB_TEST_EXPECT=$([ -n "${LD_PRELOAD:-}" ] && echo 1 || echo 0) "$PY" "$tmp/alloc.py" 1; }
   export -f pyrun
   export PY tmp
   same python-malloc bash -c 'pyrun malloc'

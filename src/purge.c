@@ -1,0 +1,448 @@
+/* Giving memory back: decay, sparse pages, the background purger, and the
+ * memory limit.
+ *
+ * What ebb holds free, and how it goes back to the OS:
+ *  - free slices of segments (pages that emptied, empty segments in the
+ *    pool): each slice remembers when it was freed; once it has been free
+ *    for decay_ms, the purger madvises it (segment.c: segment_purge_free);
+ *  - sparse pages: a page that was full and is now down to an eighth of its
+ *    blocks is handed by its owner to the purger (the owner's free path
+ *    traps once, page.c).  After decay_ms the purger gives back every purge
+ *    unit (an OS page, or 1/64 of a bigger page) that holds no live block.
+ *    The owner takes the page back when it needs one of that class;
+ *  - cached huge mappings: unmapped after decay_ms.
+ *
+ * The purger runs on a background thread, started the first time ebb holds
+ * more than a few MiB and something is freed, so an idle process gives its
+ * memory back without calling ebb; with background=0 (or if the thread
+ * cannot be made) the same pass runs from the allocator's slow paths.  The
+ * thread sleeps on a futex while there is nothing to purge.  Around fork,
+ * the pass's lock is held, so no pass is half done in the child, which
+ * starts its own purger when it needs one.
+ *
+ * Near the memory limit (90% of it, by the process's RSS) every pass
+ * ignores the decay, and mapping more memory first purges everything free;
+ * with hard_limit, a mapping that would pass the limit fails with ENOMEM. */
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Atomic(ebb_heap_t *) ebb_all_heaps;
+
+static ebb_lock_t purger_lock; /* held by a pass, and by whoever takes all sparse pages back */
+enum { PURGER_NONE, PURGER_STARTING, PURGER_RUNNING, PURGER_INLINE };
+static _Atomic int purger_state;
+static _Atomic uint32_t purger_seq; /* futex word: bumped to wake the purger */
+static _Atomic int purger_idle;     /* asleep with nothing to do */
+static _Atomic uint32_t last_inline_pass;
+static size_t memory_limit;         /* in effect: the option, else the cgroup's */
+
+/* The purger starts once ebb has mapped this much: small programs never get
+ * a thread. */
+#define PURGER_START_MAPPED ((size_t)8 << 20)
+
+static bool decayed(uint32_t now, uint32_t stamp, long long decay_ms) {
+  return decay_ms >= 0 && (long long)(uint32_t)(now - stamp) >= decay_ms;
+}
+
+/* ---- purge units of a page ------------------------------------------------- */
+size_t page_unit_size(const ebb_page_t *page) {
+  size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
+  size_t unit = span / 64;
+  if (unit < ebb_os_page_size) unit = ebb_os_page_size;
+  return (unit + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+}
+
+void page_arm_sparse(ebb_page_t *page) {
+  if (page->sparse_at || page->reserved < 8) return;
+  if (page_unit_size(page) >= (size_t)page->slice_count * EBB_SLICE_SIZE) return; /* one unit */
+  page->sparse_at = page->reserved / 8;
+  page->used_minus_one -= page->sparse_at;
+}
+
+void page_disarm_sparse(ebb_page_t *page) {
+  page->used_minus_one += page->sparse_at;
+  page->sparse_at = 0;
+}
+
+/* Give back the units of the page that no live block touches; the free
+ * blocks in them leave the free list (they become holes, see
+ * page_recarve).  Returns the bytes purged. */
+size_t page_purge_free_units(ebb_page_t *page) {
+  if (page->reserved <= 1 || page->start == NULL) return 0;
+  page_collect(page);
+  size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
+  size_t unit = page_unit_size(page), units = span / unit;
+  if (units <= 1) return 0;
+  size_t bs = page->block_size, cap = page->capacity;
+  uint64_t free_bits[EBB_SLICE_SIZE / 8 / 64] = {0}; /* one bit a block: up to 8192 */
+  if (cap > sizeof free_bits * 8) return 0;
+  for (ebb_block_t *b = page->free; b; b = b->next) {
+    size_t i = (size_t)((uint8_t *)b - page->start) / bs;
+    free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+  }
+  /* Units touched by a live block: carved, not free, and not a hole. */
+  uint64_t all_units = units >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << units) - 1);
+  uint64_t live = 0;
+  for (size_t i = 0; i < cap; i++) {
+    if ((free_bits[i / 64] >> (i % 64)) & 1) continue;
+    size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
+    uint64_t touched = (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) &
+                       ~(((uint64_t)1 << first) - 1);
+    if (touched & page->purged) continue; /* a hole: free */
+    live |= touched;
+  }
+  uint64_t purge = all_units & ~live & ~page->purged;
+  if (purge == 0) return 0;
+  size_t bytes = 0;
+  for (uint64_t todo = purge; todo;) {
+    size_t first = (size_t)__builtin_ctzll(todo), end = first;
+    while (end < units && (todo >> end) & 1) end++;
+    os_purge(page->start + first * unit, (end - first) * unit);
+    bytes += (end - first) * unit;
+    todo &= end >= 64 ? 0 : ~(uint64_t)0 << end;
+  }
+  page->purged |= purge;
+  /* The free list again, in address order, without the blocks in purged units. */
+  ebb_block_t *head = NULL, **tail = &head;
+  for (size_t i = 0; i < cap; i++) {
+    if (!((free_bits[i / 64] >> (i % 64)) & 1)) continue;
+    size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
+    uint64_t touched = (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) &
+                       ~(((uint64_t)1 << first) - 1);
+    if (touched & page->purged) continue;
+    ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
+    *tail = b;
+    tail = &b->next;
+  }
+  *tail = NULL;
+  page->free = head;
+  page->is_zero = 0;
+  return bytes;
+}
+
+/* ---- sparse pages ------------------------------------------------------------ */
+/* The owner hands a sparse page over: out of its queue, its frees (the
+ * owner's too) now take the atomic path. */
+void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page) {
+  page_unqueue(heap, page);
+  page_harvest_stats(page);
+  page->detached = 1;
+  page->stamp = os_clock_ms();
+  page_set_owner_thread(page, 0);
+  lock_acquire(&heap->sparse_lock);
+  page_queue_push(&heap->sparse[page->class_idx], page);
+  lock_release(&heap->sparse_lock);
+  purge_notify();
+}
+
+static void reattach(ebb_heap_t *heap, ebb_page_t *page) {
+  page->detached = 0;
+  page->next = page->prev = NULL;
+  page_set_owner_thread(page, heap->thread_id);
+  page_collect(page);
+}
+
+/* Empty sparse pages go back to their segments; they are the owner's to
+ * free.  Called with sparse_lock held; releases it. */
+static void retire_sparse_empty_locked(ebb_heap_t *heap) {
+  ebb_page_t *list = heap->sparse_empty.first;
+  heap->sparse_empty.first = heap->sparse_empty.last = NULL;
+  lock_release(&heap->sparse_lock);
+  while (list) {
+    ebb_page_t *next = list->next;
+    reattach(heap, list);
+    if (page_used(list) == 0) segment_page_free(heap, segment_of(list), list);
+    else page_enqueue(heap, list); /* a block came back to life? cannot; be safe */
+    list = next;
+  }
+}
+
+/* A page of class cls back from the purger, collected (NULL if none, or if
+ * the purger is busy with this heap: never wait on the allocation path). */
+ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls) {
+  if (heap->sparse[cls].first == NULL && heap->sparse_empty.first == NULL) return NULL; /* racy peek */
+  if (!lock_try(&heap->sparse_lock)) return NULL;
+  ebb_page_t *page = heap->sparse[cls].last; /* the most recently detached: warmest */
+  if (page) page_queue_remove(&heap->sparse[cls], page);
+  retire_sparse_empty_locked(heap);
+  if (page) reattach(heap, page);
+  return page;
+}
+
+/* Every sparse page back (thread exit, ebb_collect(true)). */
+void heap_reattach_all(ebb_heap_t *heap) {
+  lock_acquire(&purger_lock);
+  lock_acquire(&heap->sparse_lock);
+  ebb_page_queue_t all = {NULL, NULL};
+  for (unsigned c = 0; c < EBB_CLASS_COUNT; c++) {
+    ebb_page_t *page;
+    while ((page = heap->sparse[c].first) != NULL) {
+      page_queue_remove(&heap->sparse[c], page);
+      page_queue_push(&all, page);
+    }
+  }
+  retire_sparse_empty_locked(heap);
+  lock_release(&purger_lock);
+  ebb_page_t *page;
+  while ((page = all.first) != NULL) {
+    page_queue_remove(&all, page);
+    reattach(heap, page);
+    if (page_used(page) == 0) segment_page_free(heap, segment_of(page), page);
+    else page_enqueue(heap, page);
+  }
+}
+
+/* One class's sparse pages of one heap: collect what was freed into them,
+ * purge those whose last free is older than the decay.  Returns the bytes
+ * waiting for their decay. */
+static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, long long decay_ms,
+                                 bool force) {
+  lock_acquire(&heap->sparse_lock);
+  ebb_page_queue_t work = heap->sparse[cls];
+  heap->sparse[cls].first = heap->sparse[cls].last = NULL;
+  lock_release(&heap->sparse_lock);
+  ebb_page_queue_t keep = {NULL, NULL}, empty = {NULL, NULL};
+  size_t left = 0;
+  ebb_page_t *page;
+  while ((page = work.first) != NULL) {
+    page_queue_remove(&work, page);
+    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
+      page_collect(page);
+      page->detached = 1; /* dirty again: its decay starts over */
+      page->stamp = now;
+    }
+    if (page_used(page) == 0 || (page->detached == 1 && (force || decayed(now, page->stamp, decay_ms)))) {
+      page_purge_free_units(page);
+      page->detached = 2; /* purged, clean until something is freed into it */
+    } else if (page->detached == 1) {
+      left += (size_t)page->slice_count * EBB_SLICE_SIZE;
+    }
+    page_queue_push(page_used(page) == 0 ? &empty : &keep, page);
+  }
+  lock_acquire(&heap->sparse_lock);
+  while ((page = keep.first) != NULL) {
+    page_queue_remove(&keep, page);
+    page_queue_push(&heap->sparse[cls], page);
+  }
+  while ((page = empty.first) != NULL) {
+    page_queue_remove(&empty, page);
+    page_queue_push(&heap->sparse_empty, page);
+  }
+  lock_release(&heap->sparse_lock);
+  return left;
+}
+
+/* One pass over everything ebb holds free.  Returns the bytes still
+ * waiting for their decay (0: nothing left to do). */
+static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
+  atomic_fetch_add_explicit(&ebb_stat_purge_passes, 1, memory_order_relaxed);
+  size_t left = 0;
+  for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
+       heap = heap->all_next)
+    for (unsigned c = 1; c < EBB_CLASS_COUNT; c++)
+      if (heap->sparse[c].first != NULL) /* racy peek */
+        left += purge_sparse_class(heap, c, now, decay_ms, force);
+  for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
+       seg = seg->all_next)
+    left += segment_purge_free(seg, now, decay_ms, force);
+  left += huge_cache_decay(now, decay_ms, force);
+  return left;
+}
+
+/* ---- the memory limit -------------------------------------------------------- */
+size_t purge_memory_limit(void) {
+  return ebb_opt.memory_limit ? ebb_opt.memory_limit : memory_limit;
+}
+
+static bool near_limit(size_t extra) {
+  size_t limit = purge_memory_limit();
+  if (limit == 0) return false;
+  return os_rss_bytes() + extra > limit - limit / 10;
+}
+
+void purge_all_now(void) {
+  lock_acquire(&purger_lock);
+  purge_pass(os_clock_ms(), ebb_opt.decay_ms, true);
+  lock_release(&purger_lock);
+}
+
+bool purge_limit_admit(size_t bytes) {
+  size_t limit = purge_memory_limit();
+  if (limit == 0) return true;
+  if (!near_limit(bytes)) return true;
+  purge_all_now(); /* near the limit: the decay no longer matters */
+  if (ebb_opt.hard_limit && os_rss_bytes() + bytes > limit) {
+    errno = ENOMEM;
+    return false;
+  }
+  return true;
+}
+
+/* ---- the background thread --------------------------------------------------- */
+static long long tick_ms(long long decay_ms) {
+  long long tick = decay_ms <= 0 ? 100 : decay_ms / 4;
+  if (tick < 5) tick = 5;
+  if (tick > 1000) tick = 1000;
+  long long interval = ebb_opt.stats_interval_ms;
+  if (interval > 0 && interval < tick) tick = interval;
+  return tick;
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t expected, long long timeout_ms) {
+  struct timespec ts, *tsp = NULL;
+  if (timeout_ms >= 0) {
+    ts.tv_sec = (time_t)(timeout_ms / 1000);
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    tsp = &ts;
+  }
+  int saved = errno;
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, tsp, NULL, 0);
+  errno = saved;
+}
+
+static void futex_wake(_Atomic uint32_t *word) {
+  int saved = errno;
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  errno = saved;
+}
+
+/* Does time alone give the purger something to do (purging on a decay,
+ * watching a limit, printing stats)? */
+static bool timed_work(void) {
+  return ebb_opt.decay_ms >= 0 || purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0;
+}
+
+static size_t run_pass(uint32_t now) {
+  long long decay_ms = ebb_opt.decay_ms;
+  bool force = near_limit(0);
+  lock_acquire(&purger_lock);
+  size_t left = purge_pass(now, decay_ms, force);
+  lock_release(&purger_lock);
+  if (decay_ms < 0 && !force) left = 0; /* nothing will decay: no reason to wake */
+  return left;
+}
+
+static void *purger_main(void *arg) {
+  (void)arg;
+  prctl(PR_SET_NAME, "ebb-purge", 0, 0, 0);
+  for (;;) {
+    uint32_t seq = atomic_load(&purger_seq);
+    uint32_t now = os_clock_ms();
+    size_t left = run_pass(now);
+    stats_periodic(now);
+    long long tick = tick_ms(ebb_opt.decay_ms);
+    bool watch = purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0;
+    if (left == 0 && !watch) {
+      /* Idle: say so, then look once more (a free that did not see the
+       * flag was published before this look), then sleep until woken. */
+      atomic_store(&purger_idle, 1);
+      atomic_thread_fence(memory_order_seq_cst);
+      if (run_pass(os_clock_ms()) == 0) {
+        futex_wait(&purger_seq, seq, -1);
+        atomic_store(&purger_idle, 0);
+        continue;
+      }
+      atomic_store(&purger_idle, 0);
+    }
+    futex_wait(&purger_seq, seq, tick);
+  }
+  return NULL;
+}
+
+static void purger_start(void) {
+  int expected = PURGER_NONE;
+  if (!atomic_compare_exchange_strong(&purger_state, &expected, PURGER_STARTING)) return;
+  pthread_attr_t attr;
+  pthread_t thread;
+  sigset_t all, old;
+  int rc = pthread_attr_init(&attr);
+  if (rc == 0) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, (size_t)256 << 10);
+    /* The thread takes no signals meant for the program. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&thread, &attr, purger_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+  }
+  if (rc != 0) {
+    if (ebb_opt.verbose) ebb_warning("no background purger thread (%s); purging during calls", strerror(rc));
+    atomic_store(&purger_state, PURGER_INLINE);
+    return;
+  }
+  atomic_store(&purger_state, PURGER_RUNNING);
+}
+
+/* Something became free.  Wake the purger if it sleeps; start it if it is
+ * time; without one, run a pass now and then from here. */
+void purge_notify(void) {
+  atomic_thread_fence(memory_order_seq_cst); /* what was freed is visible before the look */
+  if (atomic_load_explicit(&purger_idle, memory_order_relaxed)) {
+    if (atomic_exchange(&purger_idle, 0)) {
+      atomic_fetch_add(&purger_seq, 1);
+      futex_wake(&purger_seq);
+    }
+    return;
+  }
+  int state = atomic_load_explicit(&purger_state, memory_order_relaxed);
+  if (state == PURGER_RUNNING || state == PURGER_STARTING) return;
+  if (state == PURGER_NONE) {
+    if (!ebb_opt.background) {
+      atomic_store(&purger_state, PURGER_INLINE);
+    } else if (timed_work() &&
+               (atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed) >= PURGER_START_MAPPED ||
+                ebb_opt.stats_interval_ms > 0 || purge_memory_limit() != 0)) {
+      purger_start();
+      return;
+    } else {
+      return;
+    }
+  }
+  /* PURGER_INLINE: a pass at most once a tick, never waiting for another. */
+  uint32_t now = os_clock_ms();
+  uint32_t last = atomic_load_explicit(&last_inline_pass, memory_order_relaxed);
+  if ((long long)(uint32_t)(now - last) < tick_ms(ebb_opt.decay_ms)) return;
+  if (!lock_try(&purger_lock)) return;
+  atomic_store_explicit(&last_inline_pass, now, memory_order_relaxed);
+  purge_pass(now, ebb_opt.decay_ms, near_limit(0));
+  stats_periodic(now);
+  lock_release(&purger_lock);
+}
+
+/* ---- init and fork ----------------------------------------------------------- */
+void purge_init(void) {
+  memory_limit = os_cgroup_memory_limit(ebb_opt.cgroup_path);
+  if (ebb_opt.verbose) {
+    size_t limit = purge_memory_limit();
+    if (limit) ebb_warning("memory limit %zu bytes (%s)%s", limit,
+                           ebb_opt.memory_limit ? "memory_limit option" : "cgroup",
+                           ebb_opt.hard_limit ? ", hard" : "");
+    else ebb_warning("no memory limit");
+  }
+}
+
+void purge_prefork(void) { lock_acquire(&purger_lock); }
+
+void purge_postfork(bool child) {
+  if (!child) {
+    lock_release(&purger_lock);
+    return;
+  }
+  /* Only this thread lives on: no purger, and no lock holder but us. */
+  lock_reset(&purger_lock);
+  atomic_store(&purger_idle, 0);
+  int state = atomic_load(&purger_state);
+  if (state == PURGER_RUNNING || state == PURGER_STARTING) atomic_store(&purger_state, PURGER_NONE);
+  for (ebb_heap_t *heap = atomic_load(&ebb_all_heaps); heap; heap = heap->all_next)
+    lock_reset(&heap->sparse_lock);
+}

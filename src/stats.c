@@ -1,0 +1,165 @@
+/* Statistics: counters kept per thread where they are cheap, and the rest
+ * read off the allocator's own structures when asked for.
+ *
+ * Allocations are counted per page (one add on malloc's fast path) and
+ * moved into the owning heap's per-class counters whenever the page's free
+ * list is refilled; frees are not counted at all: frees = allocations -
+ * live blocks.  Live blocks are the pages' `used` counts, so live bytes are
+ * exact for a quiet process (blocks freed by other threads count as live
+ * until their owner collects them).  Resident figures are estimates from
+ * what ebb knows it touched and purged; the OS's RSS is read beside them.
+ *
+ * Reads of other threads' counters race with their updates by design: a
+ * snapshot, not an atomic one.  Every read here is of memory that is never
+ * unmapped (segments, heaps). */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "stats_format.h"
+
+_Atomic uint64_t ebb_stat_retired_allocs[EBB_CLASS_COUNT];
+_Atomic uint64_t ebb_stat_retired_remote_frees, ebb_stat_huge_allocs, ebb_stat_huge_frees;
+
+static uint64_t load64(_Atomic uint64_t *p) { return atomic_load_explicit(p, memory_order_relaxed); }
+
+void stats_retire_heap(ebb_heap_t *heap) {
+  for (unsigned c = 0; c < EBB_CLASS_COUNT; c++) {
+    if (heap->stat_allocs[c])
+      atomic_fetch_add_explicit(&ebb_stat_retired_allocs[c], heap->stat_allocs[c], memory_order_relaxed);
+    heap->stat_allocs[c] = 0;
+  }
+  atomic_fetch_add_explicit(&ebb_stat_retired_remote_frees, heap->stat_remote_frees, memory_order_relaxed);
+  heap->stat_remote_frees = 0;
+}
+
+static size_t round_page(size_t n) { return (n + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1); }
+
+static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
+  unsigned cls = page->class_idx;
+  if (cls == 0 || cls >= EBB_CLASS_COUNT || page->block_size == 0) return; /* torn read */
+  ebb_class_stats_t *c = &st->classes[cls];
+  size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
+  uint32_t used = page_used(page);
+  if (used > page->reserved) used = page->reserved; /* torn read */
+  size_t live = (size_t)used * page->block_size;
+  size_t resident = page->mem_fresh ? round_page((size_t)page->capacity * page->block_size) : span;
+  if (resident > span) resident = span;
+  size_t purged = (size_t)__builtin_popcountll(page->purged) * page_unit_size(page);
+  resident = resident > purged ? resident - purged : 0;
+  if (resident < live) resident = live;
+  c->pages++;
+  c->live_blocks += used;
+  c->live_bytes += live;
+  c->free_resident_bytes += resident - live;
+  c->allocs += page->alloc_count;
+  st->page_bytes += span;
+  st->resident_bytes += resident;
+}
+
+EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  ebb_init();
+  for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) st->classes[c].block_size = class_size(c);
+
+  for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
+       heap = heap->all_next) {
+    if (heap->is_live) st->threads++;
+    for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) st->classes[c].allocs += heap->stat_allocs[c];
+    st->remote_frees += heap->stat_remote_frees;
+  }
+  for (unsigned c = 1; c < EBB_CLASS_COUNT; c++)
+    st->classes[c].allocs += load64(&ebb_stat_retired_allocs[c]);
+  st->remote_frees += load64(&ebb_stat_retired_remote_frees);
+
+  size_t header = round_page(sizeof(ebb_segment_t));
+  for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
+       seg = seg->all_next) {
+    st->segments++;
+    uint64_t used = seg->used_slices;
+    uint64_t free_dirty = seg->dirty_slices & ~used & ~(uint64_t)1;
+    st->resident_bytes += header + (size_t)__builtin_popcountll(free_dirty) * EBB_SLICE_SIZE;
+    FOR_EACH_PAGE(seg, page) add_page(st, page);
+  }
+
+  /* huge blocks: class 0 */
+  ebb_class_stats_t *huge = &st->classes[0];
+  size_t huge_mapped = atomic_load_explicit(&ebb_huge_bytes, memory_order_relaxed);
+  huge->live_blocks = atomic_load_explicit(&ebb_huge_count, memory_order_relaxed);
+  huge->pages = huge->live_blocks;
+  huge->live_bytes = atomic_load_explicit(&ebb_huge_usable_bytes, memory_order_relaxed);
+  huge->allocs = load64(&ebb_stat_huge_allocs);
+  size_t cached = huge_cache_bytes_held();
+  huge->free_resident_bytes = cached;
+  st->huge_blocks = huge->live_blocks;
+  st->huge_requested_bytes = atomic_load_explicit(&ebb_huge_requested_bytes, memory_order_relaxed);
+  st->resident_bytes += huge_mapped + cached;
+
+  for (unsigned c = 0; c < EBB_CLASS_COUNT; c++) {
+    ebb_class_stats_t *k = &st->classes[c];
+    k->frees = k->allocs > k->live_blocks ? k->allocs - k->live_blocks : 0;
+    st->live_bytes += k->live_bytes;
+    st->allocs += k->allocs;
+    st->frees += k->frees;
+  }
+  st->free_resident_bytes = st->resident_bytes > st->live_bytes ? st->resident_bytes - st->live_bytes : 0;
+  st->mapped_bytes = atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed);
+  st->retained_bytes = st->mapped_bytes > st->resident_bytes ? st->mapped_bytes - st->resident_bytes : 0;
+  st->rss_bytes = os_rss_bytes();
+  st->memory_limit = purge_memory_limit();
+  st->purged_bytes = load64(&ebb_stat_purged_bytes);
+  st->mmap_calls = load64(&ebb_stat_mmap_calls);
+  st->munmap_calls = load64(&ebb_stat_munmap_calls);
+  st->purge_calls = load64(&ebb_stat_purge_calls);
+  st->purge_passes = load64(&ebb_stat_purge_passes);
+}
+
+/* ---- printing on a schedule, and at exit ----------------------------------- */
+static uint32_t last_periodic;
+static bool periodic_started;
+
+static void write_all(int fd, const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w <= 0) return;
+    buf += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Called by the purger (or an inline pass) every tick. */
+void stats_periodic(uint32_t now) {
+  long long interval = ebb_opt.stats_interval_ms;
+  if (interval <= 0) return;
+  if (!periodic_started) {
+    periodic_started = true;
+    last_periodic = now;
+    return;
+  }
+  if ((long long)(uint32_t)(now - last_periodic) < interval) return;
+  last_periodic = now;
+  static ebb_stats_t st; /* one caller at a time: the purger, or a pass under its lock */
+  static char line[STATS_JSON_MAX + 2];
+  ebb_stats_get(&st);
+  if (ebb_opt.stats_file[0]) {
+    size_t n = stats_format_json(&st, line, sizeof line - 1);
+    if (n > sizeof line - 2) return; /* cannot happen: the JSON is bounded */
+    line[n++] = '\n';
+    int fd = open(ebb_opt.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    write_all(fd, line, n);
+    close(fd);
+  } else {
+    size_t n = stats_format_line(&st, line, sizeof line - 1);
+    if (n > sizeof line - 2) n = sizeof line - 2;
+    line[n++] = '\n';
+    write_all(2, line, n);
+  }
+}
+
+void stats_init(void) {}
+
+__attribute__((destructor)) static void stats_at_exit(void) {
+  if (ebb_opt.show_stats) ebb_stats_print(2);
+}
