@@ -98,10 +98,18 @@ static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t *
 }
 
 /* A checked block whose page this thread does not own: a huge block (any
- * thread unmaps it) or another thread's page (one atomic push). */
+ * thread unmaps it), a page this thread handed to the purger, or another
+ * thread's page (one atomic push). */
 void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
-  if (seg->kind == EBB_SEGMENT_HUGE) huge_free(seg, page);
-  else free_remote(seg, page, p);
+  if (seg->kind == EBB_SEGMENT_HUGE) {
+    huge_free(seg, page);
+    return;
+  }
+  /* The owner's own page, handed to the purger while sparse. */
+  if (page->detached && atomic_load_explicit(&seg->owner, memory_order_relaxed) == ebb_tls_heap &&
+      heap_free_sparse(ebb_tls_heap, page, p))
+    return;
+  free_remote(seg, page, p);
 }
 
 void free_generic(void *p, const char *call, size_t checked_size) {

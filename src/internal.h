@@ -178,6 +178,7 @@ typedef struct ebb_heap {
   bool is_live;                         /* belongs to a running thread */
   uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
+  uint32_t slow_calls;                  /* page_alloc_slow calls (inline purging) */
   /* statistics, written by the owner */
   uint64_t stat_allocs[EBB_CLASS_COUNT];
   uint64_t stat_remote_frees;
@@ -314,6 +315,7 @@ void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t align
 EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *reason)
     __attribute__((noreturn));
 void ebb_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ebb_note(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* "ebb: ..." (verbose) */
 
 /* ---- sync.c: a tiny lock for the rare paths ------------------------------ */
 void lock_acquire(ebb_lock_t *l);
@@ -371,8 +373,10 @@ void page_arm_sparse(ebb_page_t *page);
 void page_disarm_sparse(ebb_page_t *page);
 void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page);
 ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls);
+bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block);
 void heap_reattach_all(ebb_heap_t *heap);
 void purge_notify(void);           /* something became free: the purger may have work */
+extern _Atomic bool ebb_purge_inline; /* no purger thread: the slow paths call purge_notify */
 void purge_all_now(void);          /* ebb_collect(true): everything free, whatever the decay */
 /* Before mapping `bytes` more: purge eagerly near the memory limit; false
  * (errno ENOMEM) if a hard limit forbids it. */

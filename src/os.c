@@ -215,19 +215,30 @@ static void write_line(const char *buf, size_t n) {
   }
 }
 
-void ebb_warning(const char *fmt, ...) {
+static void vmessage(const char *prefix, const char *fmt, va_list ap) {
   char buf[256];
   int saved = errno;
-  int n = snprintf(buf, sizeof buf, "ebb: warning: ");
-  va_list ap;
-  va_start(ap, fmt);
+  int n = snprintf(buf, sizeof buf, "%s", prefix);
   int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-  va_end(ap);
   size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
   if (len > sizeof buf - 2) len = sizeof buf - 2;
   buf[len++] = '\n';
   write_line(buf, len);
   errno = saved;
+}
+
+void ebb_warning(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage("ebb: warning: ", fmt, ap);
+  va_end(ap);
+}
+
+void ebb_note(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage("ebb: ", fmt, ap);
+  va_end(ap);
 }
 
 void ebb_fatal_pointer(const char *call, const void *p, const char *reason) {

@@ -284,7 +284,16 @@ static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
 /* The owner's free path lands here when the decremented count went
  * negative: the page was on the full list, or dropped to its sparse mark,
  * or is now empty, or the count went below empty (a block freed twice). */
+static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page);
+
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
+  /* The common case first: the class's current page is empty again (a
+   * malloc/free loop); it stays, nothing to do. */
+  if (page->used_minus_one == -1 && heap->queues[page->class_idx].first == page) return;
+  page_after_local_free_rare(heap, page);
+}
+
+static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page) {
   uint32_t used = page_used(page);
   if (used == UINT32_MAX) {
     page->used_minus_one++;
@@ -327,6 +336,10 @@ static void *page_take(ebb_page_t *page, size_t size, bool zero) {
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (atomic_load_explicit(&heap->remote_full, memory_order_acquire))
     heap_handle_remote_full(heap);
+  /* Without a purger thread, decay runs from here (at most once a tick). */
+  if (unlikely(atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) &&
+      (++heap->slow_calls & 63) == 0)
+    purge_notify();
   ebb_page_queue_t *q = &heap->queues[cls];
   /* Visit pages from the front, collecting each: pages with nothing go to
    * the full list, empty ones back to their segment, and of the first few

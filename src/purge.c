@@ -43,11 +43,17 @@ static _Atomic int purger_state;
 static _Atomic uint32_t purger_seq; /* futex word: bumped to wake the purger */
 static _Atomic int purger_idle;     /* asleep with nothing to do */
 static _Atomic uint32_t last_inline_pass;
+_Atomic bool ebb_purge_inline; /* no purger thread: passes run from the slow paths */
 static size_t memory_limit;         /* in effect: the option, else the cgroup's */
 
 /* The purger starts once ebb has mapped this much: small programs never get
  * a thread. */
 #define PURGER_START_MAPPED ((size_t)8 << 20)
+
+/* page->detached: 1 on a sparse list with frees since its last purge, 2 on
+ * a list and purged; the purger adds BUSY while it works on the page off the
+ * list. */
+#define DETACHED_BUSY 4
 
 static bool decayed(uint32_t now, uint32_t stamp, long long decay_ms) {
   return decay_ms >= 0 && (long long)(uint32_t)(now - stamp) >= decay_ms;
@@ -166,6 +172,38 @@ static void retire_sparse_empty_locked(ebb_heap_t *heap) {
   }
 }
 
+/* The owner frees a block of its own sparse page: under the heap's sparse
+ * lock (never waiting: false sends the caller down the atomic path), so the
+ * count stays exact and a page that empties goes back to its segment at
+ * once instead of waiting for the purger. */
+bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
+  if (!lock_try(&heap->sparse_lock)) return false;
+  if (page->detached != 1 && page->detached != 2) { /* the purger is working on it */
+    lock_release(&heap->sparse_lock);
+    return false;
+  }
+  if (page_used(page) == 0) {
+    lock_release(&heap->sparse_lock);
+    ebb_fatal_pointer("free", block, "double free (block freed twice)");
+  }
+  block->next = page->local_free;
+  page->local_free = block;
+  page->used_minus_one--;
+  page->detached = 1; /* dirty again: its decay starts over */
+  page->stamp = os_clock_ms();
+  if (page_used(page) != 0) {
+    lock_release(&heap->sparse_lock);
+    return true;
+  }
+  page_queue_remove(&heap->sparse[page->class_idx], page);
+  lock_release(&heap->sparse_lock);
+  reattach(heap, page);
+  if (page_used(page) == 0) segment_page_free(heap, segment_of(page), page);
+  else page_enqueue(heap, page); /* a remote free raced in a block: cannot be empty */
+  purge_notify();
+  return true;
+}
+
 /* A page of class cls back from the purger, collected (NULL if none, or if
  * the purger is busy with this heap: never wait on the allocation path). */
 ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls) {
@@ -209,26 +247,35 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
   lock_acquire(&heap->sparse_lock);
   ebb_page_queue_t work = heap->sparse[cls];
   heap->sparse[cls].first = heap->sparse[cls].last = NULL;
+  for (ebb_page_t *p = work.first; p; p = p->next) p->detached |= DETACHED_BUSY;
   lock_release(&heap->sparse_lock);
   ebb_page_queue_t keep = {NULL, NULL}, empty = {NULL, NULL};
   size_t left = 0;
   ebb_page_t *page;
   while ((page = work.first) != NULL) {
     page_queue_remove(&work, page);
+    /* BUSY stays set until the page is back on a list: until then the
+     * owner's frees take the atomic path and it cannot retire the page. */
+    uint8_t state = page->detached & 3;
     if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
       page_collect(page);
-      page->detached = 1; /* dirty again: its decay starts over */
+      state = 1; /* dirty again: its decay starts over */
       page->stamp = now;
     }
-    if (page_used(page) == 0 || (page->detached == 1 && (force || decayed(now, page->stamp, decay_ms)))) {
+    if (state == 1 && (force || decayed(now, page->stamp, decay_ms))) {
       page_purge_free_units(page);
-      page->detached = 2; /* purged, clean until something is freed into it */
-    } else if (page->detached == 1) {
+      state = 2; /* purged, clean until something is freed into it */
+    } else if (state == 1) {
       left += (size_t)page->slice_count * EBB_SLICE_SIZE;
     }
-    page_queue_push(page_used(page) == 0 ? &empty : &keep, page);
+    /* Empty and purged: for the owner to give back to its segment. */
+    bool retire = page_used(page) == 0 && state == 2;
+    page->detached = state | DETACHED_BUSY;
+    page_queue_push(retire ? &empty : &keep, page);
   }
   lock_acquire(&heap->sparse_lock);
+  for (ebb_page_t *p = keep.first; p; p = p->next) p->detached &= (uint8_t)~DETACHED_BUSY;
+  for (ebb_page_t *p = empty.first; p; p = p->next) p->detached &= (uint8_t)~DETACHED_BUSY;
   while ((page = keep.first) != NULL) {
     page_queue_remove(&keep, page);
     page_queue_push(&heap->sparse[cls], page);
@@ -321,7 +368,17 @@ static bool timed_work(void) {
   return ebb_opt.decay_ms >= 0 || purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0;
 }
 
+/* The container's limit can change at run time (and so can cgroup_path):
+ * read it again at most once a second. */
+static void refresh_limit(uint32_t now) {
+  static uint32_t last;
+  if ((uint32_t)(now - last) < 1000) return;
+  last = now;
+  memory_limit = os_cgroup_memory_limit(ebb_opt.cgroup_path);
+}
+
 static size_t run_pass(uint32_t now) {
+  refresh_limit(now);
   long long decay_ms = ebb_opt.decay_ms;
   bool force = near_limit(0);
   lock_acquire(&purger_lock);
@@ -376,8 +433,9 @@ static void purger_start(void) {
     pthread_attr_destroy(&attr);
   }
   if (rc != 0) {
-    if (ebb_opt.verbose) ebb_warning("no background purger thread (%s); purging during calls", strerror(rc));
+    if (ebb_opt.verbose) ebb_note("no background purger thread (%s); purging during calls", strerror(rc));
     atomic_store(&purger_state, PURGER_INLINE);
+    atomic_store(&ebb_purge_inline, true);
     return;
   }
   atomic_store(&purger_state, PURGER_RUNNING);
@@ -399,6 +457,7 @@ void purge_notify(void) {
   if (state == PURGER_NONE) {
     if (!ebb_opt.background) {
       atomic_store(&purger_state, PURGER_INLINE);
+      atomic_store(&ebb_purge_inline, true);
     } else if (timed_work() &&
                (atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed) >= PURGER_START_MAPPED ||
                 ebb_opt.stats_interval_ms > 0 || purge_memory_limit() != 0)) {
@@ -424,10 +483,10 @@ void purge_init(void) {
   memory_limit = os_cgroup_memory_limit(ebb_opt.cgroup_path);
   if (ebb_opt.verbose) {
     size_t limit = purge_memory_limit();
-    if (limit) ebb_warning("memory limit %zu bytes (%s)%s", limit,
-                           ebb_opt.memory_limit ? "memory_limit option" : "cgroup",
-                           ebb_opt.hard_limit ? ", hard" : "");
-    else ebb_warning("no memory limit");
+    if (limit) ebb_note("memory limit %zu bytes (%s)%s", limit,
+                        ebb_opt.memory_limit ? "memory_limit option" : "cgroup",
+                        ebb_opt.hard_limit ? ", hard" : "");
+    else ebb_note("no memory limit");
   }
 }
 
