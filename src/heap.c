@@ -56,7 +56,6 @@ void ebb_init(void) {
     os_init();
     options_init();
     purge_init();
-    stats_init();
     pthread_key_create(&heap_key, heap_thread_exit);
     pthread_atfork(prefork, postfork_parent, postfork_child);
     atomic_store_explicit(&init_state, 2, memory_order_release);

@@ -306,6 +306,7 @@ void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 void os_unmap(void *p, size_t size);
 bool os_purge(void *p, size_t size);       /* give pages back, keep the range; false: MADV_FREE (may not read as zero) */
+void os_write_all(int fd, const char *buf, size_t n); /* write(2) until done; never allocates */
 size_t os_rss_bytes(void);                  /* the process's RSS from /proc, 0 if unknown */
 uint32_t os_clock_ms(void);                 /* a monotonic millisecond clock (wraps) */
 extern _Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_purge_calls,
@@ -392,7 +393,6 @@ extern _Atomic uint64_t ebb_stat_retired_allocs[EBB_CLASS_COUNT];
 extern _Atomic uint64_t ebb_stat_retired_remote_frees, ebb_stat_huge_allocs, ebb_stat_huge_frees;
 void stats_retire_heap(ebb_heap_t *heap); /* a heap's counters outlive its thread */
 void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger */
-void stats_init(void);
 
 /* ---- heap.c: thread heaps ------------------------------------------------ */
 ebb_heap_t *heap_get_or_create(void);

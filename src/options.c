@@ -334,18 +334,6 @@ static void apply_or_warn(const char *where_prefix, const char *where, const opt
     warn_bad_value(where_prefix, where, o, s, n);
 }
 
-static void write_all(const char *buf, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(2, buf, n);
-    if (w <= 0) {
-      if (w < 0 && errno == EINTR) continue;
-      return;
-    }
-    buf += w;
-    n -= (size_t)w;
-  }
-}
-
 static void print_options(void) {
   char line[160 + 2 * EBB_PATH_MAX];
   int len = snprintf(line, sizeof line,
@@ -359,7 +347,7 @@ static void print_options(void) {
   if (len <= 0) return;
   size_t n = (size_t)len < sizeof line ? (size_t)len : sizeof line - 1;
   line[n - 1] = '\n';
-  write_all(line, n);
+  os_write_all(2, line, n);
 }
 
 /* ---- reading the environment ---------------------------------------------- */

@@ -202,10 +202,12 @@ void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t align
   return p;
 }
 
-/* Messages go straight to fd 2 with a stack buffer: stdio may allocate. */
-static void write_line(const char *buf, size_t n) {
+/* Write all of buf to fd, retrying short writes and EINTR; gives up
+ * silently if the reader went away.  Messages, the statistics table and the
+ * periodic lines all go out this way: stdio may allocate. */
+void os_write_all(int fd, const char *buf, size_t n) {
   while (n > 0) {
-    ssize_t w = write(2, buf, n);
+    ssize_t w = write(fd, buf, n);
     if (w <= 0) {
       if (w < 0 && errno == EINTR) continue;
       return;
@@ -223,7 +225,7 @@ static void vmessage(const char *prefix, const char *fmt, va_list ap) {
   size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
   if (len > sizeof buf - 2) len = sizeof buf - 2;
   buf[len++] = '\n';
-  write_line(buf, len);
+  os_write_all(2, buf, len);
   errno = saved;
 }
 
@@ -244,6 +246,6 @@ void ebb_note(const char *fmt, ...) {
 void ebb_fatal_pointer(const char *call, const void *p, const char *reason) {
   char buf[200];
   int n = snprintf(buf, sizeof buf, "ebb: %s(%p): %s\n", call, p, reason);
-  if (n > 0) write_line(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+  if (n > 0) os_write_all(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
   abort();
 }

@@ -157,6 +157,14 @@ static void reattach(ebb_heap_t *heap, ebb_page_t *page) {
   page_collect(page);
 }
 
+/* Back in the owner's hands for good: an empty page to its segment, any
+ * other (a remote free raced in a block) to its class queue. */
+static void take_back(ebb_heap_t *heap, ebb_page_t *page) {
+  reattach(heap, page);
+  if (page_used(page) == 0) segment_page_free(heap, segment_of(page), page);
+  else page_enqueue(heap, page);
+}
+
 /* Empty sparse pages go back to their segments; they are the owner's to
  * free.  Called with sparse_lock held; releases it. */
 static void retire_sparse_empty_locked(ebb_heap_t *heap) {
@@ -165,9 +173,7 @@ static void retire_sparse_empty_locked(ebb_heap_t *heap) {
   lock_release(&heap->sparse_lock);
   while (list) {
     ebb_page_t *next = list->next;
-    reattach(heap, list);
-    if (page_used(list) == 0) segment_page_free(heap, segment_of(list), list);
-    else page_enqueue(heap, list); /* a block came back to life? cannot; be safe */
+    take_back(heap, list);
     list = next;
   }
 }
@@ -197,9 +203,7 @@ bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
   }
   page_queue_remove(&heap->sparse[page->class_idx], page);
   lock_release(&heap->sparse_lock);
-  reattach(heap, page);
-  if (page_used(page) == 0) segment_page_free(heap, segment_of(page), page);
-  else page_enqueue(heap, page); /* a remote free raced in a block: cannot be empty */
+  take_back(heap, page);
   purge_notify();
   return true;
 }
@@ -233,9 +237,7 @@ void heap_reattach_all(ebb_heap_t *heap) {
   ebb_page_t *page;
   while ((page = all.first) != NULL) {
     page_queue_remove(&all, page);
-    reattach(heap, page);
-    if (page_used(page) == 0) segment_page_free(heap, segment_of(page), page);
-    else page_enqueue(heap, page);
+    take_back(heap, page);
   }
 }
 

@@ -119,15 +119,6 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
 static uint32_t last_periodic;
 static bool periodic_started;
 
-static void write_all(int fd, const char *buf, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, buf, n);
-    if (w <= 0) return;
-    buf += w;
-    n -= (size_t)w;
-  }
-}
-
 /* Called by the purger (or an inline pass) every tick. */
 void stats_periodic(uint32_t now) {
   long long interval = ebb_opt.stats_interval_ms;
@@ -148,17 +139,15 @@ void stats_periodic(uint32_t now) {
     line[n++] = '\n';
     int fd = open(ebb_opt.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return;
-    write_all(fd, line, n);
+    os_write_all(fd, line, n);
     close(fd);
   } else {
     size_t n = stats_format_line(&st, line, sizeof line - 1);
     if (n > sizeof line - 2) n = sizeof line - 2;
     line[n++] = '\n';
-    write_all(2, line, n);
+    os_write_all(2, line, n);
   }
 }
-
-void stats_init(void) {}
 
 __attribute__((destructor)) static void stats_at_exit(void) {
   if (ebb_opt.show_stats) ebb_stats_print(2);

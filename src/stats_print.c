@@ -27,20 +27,9 @@ typedef struct sink {
   int fd;       /* -1: buffer mode */
 } sink_t;
 
-static void write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w <= 0) {
-      if (w < 0 && errno == EINTR) continue;
-      return; /* nothing sensible to do: the reader went away */
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-}
 
 static void sink_flush(sink_t *s) {
-  if (s->fd >= 0 && s->held > 0) write_all(s->fd, s->buf, s->held);
+  if (s->fd >= 0 && s->held > 0) os_write_all(s->fd, s->buf, s->held);
   s->held = 0;
 }
 
@@ -48,7 +37,7 @@ static void emit(sink_t *s, const char *p, size_t n) {
   if (s->fd >= 0) {
     if (s->held + n > s->cap) sink_flush(s);
     if (n > s->cap) {
-      write_all(s->fd, p, n);
+      os_write_all(s->fd, p, n);
     } else {
       memcpy(s->buf + s->held, p, n);
       s->held += n;
