@@ -309,6 +309,12 @@ bool os_purge(void *p, size_t size);       /* give pages back, keep the range; f
 void os_write_all(int fd, const char *buf, size_t n); /* write(2) until done; never allocates */
 size_t os_rss_bytes(void);                  /* the process's RSS from /proc, 0 if unknown */
 uint32_t os_clock_ms(void);                 /* a monotonic millisecond clock (wraps) */
+/* Has memory stamped `stamp` been free for decay_ms at `now`?  Never for a
+ * negative decay; a stamp taken after `now` (freed while a pass runs) is not
+ * old, it is young: the difference is signed. */
+EBB_INLINE bool decay_reached(uint32_t now, uint32_t stamp, long long decay_ms) {
+  return decay_ms >= 0 && (long long)(int32_t)(now - stamp) >= decay_ms;
+}
 extern _Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_purge_calls,
     ebb_stat_purged_bytes, ebb_stat_purge_passes;
 bool os_grow_in_place(void *p, size_t old_size, size_t new_size);

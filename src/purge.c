@@ -55,10 +55,6 @@ static size_t memory_limit;         /* in effect: the option, else the cgroup's 
  * list. */
 #define DETACHED_BUSY 4
 
-static bool decayed(uint32_t now, uint32_t stamp, long long decay_ms) {
-  return decay_ms >= 0 && (long long)(uint32_t)(now - stamp) >= decay_ms;
-}
-
 /* ---- purge units of a page ------------------------------------------------- */
 size_t page_unit_size(const ebb_page_t *page) {
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
@@ -264,7 +260,7 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
       state = 1; /* dirty again: its decay starts over */
       page->stamp = now;
     }
-    if (state == 1 && (force || decayed(now, page->stamp, decay_ms))) {
+    if (state == 1 && (force || decay_reached(now, page->stamp, decay_ms))) {
       page_purge_free_units(page);
       state = 2; /* purged, clean until something is freed into it */
     } else if (state == 1) {

@@ -127,7 +127,7 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
   uint64_t purge = 0;
   for (uint64_t m = candidates; m; m &= m - 1) {
     size_t i = (size_t)__builtin_ctzll(m);
-    if (force || (decay_ms >= 0 && (long long)(uint32_t)(now - seg->pages[i].stamp) >= decay_ms))
+    if (force || decay_reached(now, seg->pages[i].stamp, decay_ms))
       purge |= (uint64_t)1 << i;
   }
   seg->purging_slices |= purge;
@@ -463,8 +463,7 @@ size_t huge_cache_decay(uint32_t now, long long decay_ms, bool force) {
     lock_acquire(&huge_cache_lock);
     size_t i = 0;
     while (i < huge_cache_count &&
-           !(force || (decay_ms >= 0 &&
-                       (long long)(uint32_t)(now - huge_cache[i].stamp) >= decay_ms)))
+           !(force || decay_reached(now, huge_cache[i].stamp, decay_ms)))
       i++;
     if (i == huge_cache_count) {
       size_t left = huge_cache_bytes;
