@@ -154,7 +154,9 @@ typedef struct ebb_stats {
   size_t memory_limit;        /* the limit in effect, 0 if none */
   unsigned long long purged_bytes; /* given back to the OS, ever */
   /* counts */
-  unsigned long long allocs, frees, remote_frees;
+  unsigned long long allocs, frees;
+  unsigned long long remote_frees; /* frees by a thread other than the block's
+                                      owner, counted when the owner takes them in */
   unsigned long long mmap_calls, munmap_calls, purge_calls, purge_passes;
   size_t threads;             /* heaps of running threads */
   size_t segments, huge_blocks;

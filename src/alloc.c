@@ -54,10 +54,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
 }
 
 /* ---- free ------------------------------------------------------------------ */
-static void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
-  ebb_heap_t *self = ebb_tls_heap;
-  if (self != &ebb_empty_heap) self->stat_remote_frees++;
-  else atomic_fetch_add_explicit(&ebb_stat_retired_remote_frees, 1, memory_order_relaxed);
+EBB_INLINE void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
   ebb_block_t *old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
   do {
     block->next = old;
@@ -100,15 +97,24 @@ static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t *
 /* A checked block whose page this thread does not own: a huge block (any
  * thread unmaps it), a page this thread handed to the purger, or another
  * thread's page (one atomic push). */
+static EBB_NOINLINE void free_detached(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == ebb_tls_heap &&
+      heap_free_sparse(ebb_tls_heap, page, p))
+    return;
+  free_remote(seg, page, p);
+}
+
 void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
-  if (seg->kind == EBB_SEGMENT_HUGE) {
+  /* The rare cases are tail calls, so the common one (another thread's
+   * page: one push) needs no stack frame. */
+  if (unlikely(seg->kind == EBB_SEGMENT_HUGE)) {
     huge_free(seg, page);
     return;
   }
-  /* The owner's own page, handed to the purger while sparse. */
-  if (page->detached && atomic_load_explicit(&seg->owner, memory_order_relaxed) == ebb_tls_heap &&
-      heap_free_sparse(ebb_tls_heap, page, p))
+  if (unlikely(page->detached)) { /* a sparse page, in the purger's hands */
+    free_detached(seg, page, p);
     return;
+  }
   free_remote(seg, page, p);
 }
 

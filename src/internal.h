@@ -326,8 +326,14 @@ void ebb_note(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* "e
 
 /* ---- sync.c: a tiny lock for the rare paths ------------------------------ */
 void lock_acquire(ebb_lock_t *l);
-bool lock_try(ebb_lock_t *l);
-void lock_release(ebb_lock_t *l);
+/* Inline: the sparse free path takes and drops a lock on every free. */
+EBB_INLINE bool lock_try(ebb_lock_t *l) {
+  return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
+         !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
+}
+EBB_INLINE void lock_release(ebb_lock_t *l) {
+  atomic_store_explicit(&l->held, 0, memory_order_release);
+}
 EBB_INLINE void lock_reset(ebb_lock_t *l) { atomic_store(&l->held, 0); }
 
 /* ---- segment.c: segments, spans, the pool, abandonment ------------------- */

@@ -59,15 +59,26 @@ void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page) {
 /* Move the page's allocation count into the statistics: the owner's heap,
  * or the process-wide counters when another thread (the purger, a thread
  * exiting) does it. */
+static ebb_heap_t *owner_heap_here(const ebb_page_t *page) {
+  ebb_heap_t *heap = ebb_tls_heap;
+  return heap != &ebb_empty_heap && page->owner_thread == heap->thread_id ? heap : NULL;
+}
+
 void page_harvest_stats(ebb_page_t *page) {
   uint32_t n = page->alloc_count;
   if (n == 0) return;
   page->alloc_count = 0;
-  ebb_heap_t *heap = ebb_tls_heap;
-  if (heap != &ebb_empty_heap && page->owner_thread == heap->thread_id)
-    heap->stat_allocs[page->class_idx] += n;
-  else
-    atomic_fetch_add_explicit(&ebb_stat_retired_allocs[page->class_idx], n, memory_order_relaxed);
+  ebb_heap_t *heap = owner_heap_here(page);
+  if (heap) heap->stat_allocs[page->class_idx] += n;
+  else atomic_fetch_add_explicit(&ebb_stat_retired_allocs[page->class_idx], n, memory_order_relaxed);
+}
+
+/* Remote frees are counted here, when they are taken in, rather than by
+ * each remote freer: that keeps the remote free path to its one push. */
+static void count_remote_frees(const ebb_page_t *page, uint32_t n) {
+  ebb_heap_t *heap = owner_heap_here(page);
+  if (heap) heap->stat_remote_frees += n;
+  else atomic_fetch_add_explicit(&ebb_stat_retired_remote_frees, n, memory_order_relaxed);
 }
 
 void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
@@ -132,7 +143,9 @@ static void page_extend(ebb_page_t *page) {
 
 /* Move the owner's and other threads' frees onto the free list. */
 void page_collect(ebb_page_t *page) {
-  page_harvest_stats(page);
+  /* The count cannot wrap: `free` is refilled only here, so at most a
+   * page's worth of blocks is handed out between two collects. */
+  if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
   if (page->local_free) {
     if (page->free == NULL) {
       page->free = page->local_free;
@@ -155,6 +168,7 @@ void page_collect(ebb_page_t *page) {
       count++;
     }
     if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
+    count_remote_frees(page, count);
     tail->next = page->free;
     page->free = list;
     page->used_minus_one -= count;

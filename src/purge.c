@@ -50,10 +50,13 @@ static size_t memory_limit;         /* in effect: the option, else the cgroup's 
  * a thread. */
 #define PURGER_START_MAPPED ((size_t)8 << 20)
 
-/* page->detached: 1 on a sparse list with frees since its last purge, 2 on
- * a list and purged; the purger adds BUSY while it works on the page off the
- * list. */
-#define DETACHED_BUSY 4
+/* page->detached: on a sparse list, DIRTY (free memory not purged; stamped
+ * when detached), PURGED, or FRESH: purged, then freed into, not yet
+ * stamped.  Frees into a DIRTY page keep its stamp (its decay runs from the
+ * detach); the purger stamps a FRESH page when it sees it, so the owner's
+ * frees never read the clock.  The purger adds BUSY while it works on the
+ * page off the list. */
+enum { DETACHED_DIRTY = 1, DETACHED_PURGED = 2, DETACHED_FRESH = 3, DETACHED_BUSY = 4 };
 
 /* ---- purge units of a page ------------------------------------------------- */
 size_t page_unit_size(const ebb_page_t *page) {
@@ -137,7 +140,7 @@ size_t page_purge_free_units(ebb_page_t *page) {
 void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page) {
   page_unqueue(heap, page);
   page_harvest_stats(page);
-  page->detached = 1;
+  page->detached = DETACHED_DIRTY;
   page->stamp = os_clock_ms();
   page_set_owner_thread(page, 0);
   lock_acquire(&heap->sparse_lock);
@@ -180,7 +183,7 @@ static void retire_sparse_empty_locked(ebb_heap_t *heap) {
  * once instead of waiting for the purger. */
 bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
   if (!lock_try(&heap->sparse_lock)) return false;
-  if (page->detached != 1 && page->detached != 2) { /* the purger is working on it */
+  if (page->detached & DETACHED_BUSY) { /* the purger is working on it */
     lock_release(&heap->sparse_lock);
     return false;
   }
@@ -191,8 +194,7 @@ bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
   block->next = page->local_free;
   page->local_free = block;
   page->used_minus_one--;
-  page->detached = 1; /* dirty again: its decay starts over */
-  page->stamp = os_clock_ms();
+  if (page->detached == DETACHED_PURGED) page->detached = DETACHED_FRESH;
   if (page_used(page) != 0) {
     lock_release(&heap->sparse_lock);
     return true;
@@ -257,17 +259,20 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
     uint8_t state = page->detached & 3;
     if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
       page_collect(page);
-      state = 1; /* dirty again: its decay starts over */
-      page->stamp = now;
+      if (state == DETACHED_PURGED) state = DETACHED_FRESH;
     }
-    if (state == 1 && (force || decay_reached(now, page->stamp, decay_ms))) {
+    if (state == DETACHED_FRESH) { /* freed into: its decay starts now */
+      page->stamp = now;
+      state = DETACHED_DIRTY;
+    }
+    if (state == DETACHED_DIRTY && (force || decay_reached(now, page->stamp, decay_ms))) {
       page_purge_free_units(page);
-      state = 2; /* purged, clean until something is freed into it */
-    } else if (state == 1) {
+      state = DETACHED_PURGED; /* clean until something is freed into it */
+    } else if (state == DETACHED_DIRTY) {
       left += (size_t)page->slice_count * EBB_SLICE_SIZE;
     }
     /* Empty and purged: for the owner to give back to its segment. */
-    bool retire = page_used(page) == 0 && state == 2;
+    bool retire = page_used(page) == 0 && state == DETACHED_PURGED;
     page->detached = state | DETACHED_BUSY;
     page_queue_push(retire ? &empty : &keep, page);
   }

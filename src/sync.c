@@ -7,19 +7,10 @@
 
 void lock_acquire(ebb_lock_t *l) {
   for (unsigned spins = 0;; spins++) {
-    if (!atomic_load_explicit(&l->held, memory_order_relaxed) &&
-        !atomic_exchange_explicit(&l->held, 1, memory_order_acquire))
-      return;
+    if (lock_try(l)) return;
     if (spins >= 64) sched_yield();
 #if defined(__x86_64__) || defined(__i386__)
     else __builtin_ia32_pause();
 #endif
   }
 }
-
-bool lock_try(ebb_lock_t *l) {
-  return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
-         !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
-}
-
-void lock_release(ebb_lock_t *l) { atomic_store_explicit(&l->held, 0, memory_order_release); }
