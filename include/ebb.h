@@ -67,6 +67,10 @@ void ebb_free_sized(void *p, size_t size);
  * multiple of `alignment`. */
 void *ebb_aligned_alloc(size_t alignment, size_t size) EBB_MALLOC_ATTR;
 
+/* ebb_aligned_alloc, zeroed: memory known to be fresh from the OS is not
+ * zeroed again (Rust's alloc_zeroed with a large alignment). */
+void *ebb_calloc_aligned(size_t alignment, size_t size) EBB_MALLOC_ATTR;
+
 /* posix_memalign(3): `alignment` must be a power of two multiple of
  * sizeof(void *); otherwise returns EINVAL and leaves *out untouched.
  * Returns ENOMEM (and leaves *out untouched) if memory cannot be had. */

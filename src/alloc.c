@@ -208,6 +208,14 @@ EBB_EXPORT void *ebb_aligned_alloc(size_t alignment, size_t size) {
   return alloc_aligned(alignment, size, false);
 }
 
+EBB_EXPORT void *ebb_calloc_aligned(size_t alignment, size_t size) {
+  if (!is_power_of_two(alignment)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return alloc_aligned(alignment, size, true);
+}
+
 EBB_EXPORT int ebb_posix_memalign(void **out, size_t alignment, size_t size) {
   if (!is_power_of_two(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
   int saved = errno;

@@ -121,7 +121,8 @@ typedef struct ebb_page {
                                a huge block: the size requested */
   uint32_t capacity;        /* blocks carved from the page so far */
   uint32_t reserved;        /* blocks that fit */
-  uint32_t sparse_at;       /* armed: the free path traps when used drops to this */
+  uint16_t sparse_at;       /* armed: the free path traps when used drops to this */
+  uint16_t sparse_mark;     /* what sparse_at is armed to (set by page_init; 0: never) */
   uint32_t stamp;           /* ms clock: when detached (head) or freed (free slice) */
   uint16_t slice_count;     /* span length (head descriptor only) */
   uint8_t class_idx;
@@ -382,8 +383,17 @@ size_t page_unit_size(const ebb_page_t *page);
 /* Give back the OS pages of `page` that hold no live block.  The caller
  * owns the page's free lists (its owner, or the purger for a sparse page). */
 size_t page_purge_free_units(ebb_page_t *page);
-void page_arm_sparse(ebb_page_t *page);
-void page_disarm_sparse(ebb_page_t *page);
+/* Arm the sparse trap (a page that was full): one store and one subtract. */
+EBB_INLINE void page_arm_sparse(ebb_page_t *page) {
+  if (page->sparse_at != 0 || page->sparse_mark == 0) return;
+  page->sparse_at = page->sparse_mark;
+  page->used_minus_one -= page->sparse_mark;
+}
+EBB_INLINE void page_disarm_sparse(ebb_page_t *page) {
+  page->used_minus_one += page->sparse_at;
+  page->sparse_at = 0;
+}
+uint16_t page_sparse_mark(const ebb_page_t *page);
 void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page);
 ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls);
 bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block);

@@ -92,6 +92,7 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
   page->purged = 0;
   page->mem_fresh = zero;
   page_set_geometry(page, block_size, (uint32_t)(bytes / block_size));
+  page->sparse_mark = page_sparse_mark(page);
 }
 
 /* Put the blocks of purged units (holes) back on the free list, in address

@@ -66,16 +66,12 @@ size_t page_unit_size(const ebb_page_t *page) {
   return (unit + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
 }
 
-void page_arm_sparse(ebb_page_t *page) {
-  if (page->sparse_at || page->reserved < 8) return;
-  if (page_unit_size(page) >= (size_t)page->slice_count * EBB_SLICE_SIZE) return; /* one unit */
-  page->sparse_at = page->reserved / 8;
-  page->used_minus_one -= page->sparse_at;
-}
-
-void page_disarm_sparse(ebb_page_t *page) {
-  page->used_minus_one += page->sparse_at;
-  page->sparse_at = 0;
+/* A page is worth handing to the purger when sparse only if it has at
+ * least 8 blocks and more than one purge unit: it traps at 1/8 used. */
+uint16_t page_sparse_mark(const ebb_page_t *page) {
+  if (page->reserved < 8) return 0;
+  if (page_unit_size(page) >= (size_t)page->slice_count * EBB_SLICE_SIZE) return 0; /* one unit */
+  return (uint16_t)(page->reserved / 8);
 }
 
 /* Give back the units of the page that no live block touches; the free

@@ -524,6 +524,7 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
   ebb_page_t *page = &seg->pages[0];
   page->start = base + offset;
   page_set_geometry(page, total - offset, 1);
+  page->sparse_mark = 0;
   page->used_minus_one = 0; /* one block in use */
   page->purged = size;
   atomic_fetch_add_explicit(&ebb_huge_requested_bytes, size, memory_order_relaxed);

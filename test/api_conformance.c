@@ -1152,6 +1152,44 @@ static void test_bad_sizes(void) {
   }
 }
 
+/* ebb_calloc_aligned: zero and aligned, also on memory just dirtied and
+ * freed at the same size and alignment; EINVAL for a bad alignment. */
+static void test_calloc_aligned(void) {
+  static const size_t aligns[] = {8, 16, 64, 256, 4096, 64 * KiB, MiB, 4 * MiB};
+  static const size_t sizes[] = {1, 24, 100, 4000, 70000, 3 * MiB};
+  for (size_t ai = 0; ai < sizeof aligns / sizeof aligns[0]; ai++)
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+      size_t a = aligns[ai], n = sizes[si];
+      for (int round = 0; round < 3; round++) {
+        void *dirty = launder(ebb_aligned_alloc(opaque(a), opaque(n)));
+        CHECK(dirty != NULL);
+        if (dirty) memset(dirty, 0xe7, n);
+        ebb_free(dirty);
+        unsigned char *p = launder(ebb_calloc_aligned(opaque(a), opaque(n)));
+        CHECKF(p != NULL, "ebb_calloc_aligned(%zu, %zu) = NULL", a, n);
+        if (!p) continue;
+        CHECKF(is_aligned(p, a), "ebb_calloc_aligned(%zu, %zu) = %p", a, n, (void *)p);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < n; i++) nonzero += p[i] != 0;
+        CHECKF(nonzero == 0, "ebb_calloc_aligned(%zu, %zu): %zu bytes not zero (round %d)", a, n,
+               nonzero, round);
+        ebb_free(p);
+      }
+    }
+  static const size_t bad[] = {0, 3, 24, 100, SIZE_MAX};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    errno = 0;
+    void *p = launder(ebb_calloc_aligned(opaque(bad[i]), opaque(16)));
+    CHECKF(p == NULL && errno == EINVAL, "ebb_calloc_aligned(%zu, 16) = %p, errno %d", bad[i], p,
+           errno);
+    ebb_free(p);
+  }
+  errno = 0;
+  void *p = launder(ebb_calloc_aligned(opaque(64), opaque(SIZE_MAX - 4096)));
+  CHECKF(p == NULL && errno == ENOMEM, "ebb_calloc_aligned(64, SIZE_MAX - 4096) = %p", p);
+  ebb_free(p);
+}
+
 static void test_bad_alignments(void) {
   static const size_t bad_pm[] = {0, 1, 2, 3, 4, 5, 6, 7, 12, 20, 24, 40, 48, 100, 4095, 4097,
                                   3 * 4096, SIZE_MAX, SIZE_MAX / 2 + 2, SIZE_MAX / 2 + 8, SIZE_MAX - 7};
@@ -1289,6 +1327,7 @@ int main(void) {
   section("alignments 1 B..1 GiB");  test_alignments();     section(NULL);
   section("realloc");                test_realloc();        section(NULL);
   section("calloc zero on reuse");   test_calloc_reuse();   section(NULL);
+  section("calloc_aligned");         test_calloc_aligned(); section(NULL);
   section("many live blocks");       test_many_live();      section(NULL);
   section("threads");                test_threads();        section(NULL);
   section("bad sizes");              test_bad_sizes();      section(NULL);
