@@ -2,6 +2,7 @@
 #   make            build/libebb.so and build/libebb.a
 #   make test       every test (see test/run.sh)
 #   make bench      the benchmark suite (bench/)
+#   make demo       the Rust service demo (demo/): RSS of a tokio/hyper server per allocator
 #   make install    PREFIX=/usr/local (DESTDIR honoured)
 
 CC      ?= cc
@@ -28,7 +29,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 SAN_OBJS := $(patsubst src/%.c,$(BUILD)/san/%.o,$(SRCS))
 HDRS    := $(wildcard src/*.h) include/ebb.h
 
-.PHONY: all test bench install uninstall clean
+.PHONY: all test bench demo install uninstall clean
 all: $(BUILD)/libebb.so $(BUILD)/libebb.a
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
@@ -84,6 +85,12 @@ test: test-bins
 # QUICK=1: tiny sizes and one run, a smoke test (part of make test).
 bench: all
 	@bench/run.sh $(if $(QUICK),--quick)
+
+# ---- demo ----------------------------------------------------------------
+# A tokio/hyper service under wrk, once per allocator (about 12 minutes);
+# DEMO_ARGS go to demo/run.py (--duration 20 --only glibc,ebb ...).
+demo: all
+	@demo/run.sh $(DEMO_ARGS)
 
 # ---- install -------------------------------------------------------------
 install: all

@@ -144,10 +144,10 @@ static void page_extend(ebb_page_t *page) {
 
 /* Move the owner's and other threads' frees onto the free list. */
 void page_collect(ebb_page_t *page) {
-  /* The count cannot wrap: `free` is refilled only here, so at most a
-   * page's worth of blocks is handed out between two collects. */
-  if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
   if (page->local_free) {
+    /* The allocation count cannot wrap: blocks reach `free` only in the
+     * slow path, at most a page's worth between two frees taken in here. */
+    if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
     if (page->free == NULL) {
       page->free = page->local_free;
     } else {
@@ -170,6 +170,7 @@ void page_collect(ebb_page_t *page) {
     }
     if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
     count_remote_frees(page, count);
+    if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
     tail->next = page->free;
     page->free = list;
     page->used_minus_one -= count;
@@ -362,21 +363,31 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
    * and are retired).  The others visited go to the back of the queue, so
    * every page is collected in turn, not only the first few forever. */
   ebb_page_t *best = NULL, *visited[EBB_PAGE_CANDIDATES];
+  uint32_t best_used = 0;
   size_t candidates = 0;
   ebb_page_t *page = q->first;
   while (page && candidates < EBB_PAGE_CANDIDATES) {
     ebb_page_t *next = page->next;
     page_collect(page);
-    if (page->free == NULL && page->purged) page_recarve(page);
-    if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
     if (page->free == NULL) {
-      if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
-    } else if (page_used(page) == 0 && (best != NULL || next != NULL)) {
+      if (page->purged) page_recarve(page);
+      if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+      if (page->free == NULL) {
+        if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
+        page = next;
+        continue;
+      }
+    }
+    uint32_t used = page_used(page);
+    if (used == 0 && (best != NULL || next != NULL)) {
       queue_remove(heap, page); /* empty, and another page can serve */
       segment_page_free(heap, segment_of(page), page);
     } else {
       visited[candidates++] = page;
-      if (best == NULL || page_used(page) > page_used(best)) best = page;
+      if (best == NULL || used > best_used) {
+        best = page;
+        best_used = used;
+      }
     }
     page = next;
   }
