@@ -55,21 +55,10 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
 
 /* ---- free ------------------------------------------------------------------ */
 EBB_INLINE void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
-  ebb_block_t *old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
-  do {
-    block->next = old;
-  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, block,
-                                                  memory_order_seq_cst, memory_order_relaxed));
-  /* The page sits on its owner's full list: tell the owner where to look.
-   * Safe after the push: segments and heaps are never unmapped. */
-  if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
-    uint64_t bit = (uint64_t)1 << page_index(seg, page);
-    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit))
-      atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst);
-    ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
-    if (owner && !atomic_load_explicit(&owner->remote_full, memory_order_seq_cst))
-      atomic_store_explicit(&owner->remote_full, 1, memory_order_seq_cst);
-  }
+  page_remote_push(seg, page, block, block);
+  /* The owner may sleep and never take this in: a sleeping purger must
+   * look (segment_purge_remote).  The push above was a full barrier. */
+  if (unlikely(atomic_load_explicit(&ebb_purger_idle, memory_order_relaxed))) purge_notify();
 }
 
 /* Find the page of a pointer handed to `call`, or report it and abort. */

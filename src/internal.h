@@ -83,6 +83,9 @@ EBB_INLINE size_t class_size(unsigned c) {
   return ((size_t)1 << b) + (size_t)(i + 1u) * ((size_t)1 << (b - 3u));
 }
 
+/* The last class whose pages are one slice (blocks up to EBB_SMALL_MAX). */
+#define EBB_SMALL_CLASS_MAX 57u /* class_size(57) == 8 KiB, checked in unit_internal */
+
 /* ---- blocks, pages, segments, heaps ------------------------------------- */
 typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
 
@@ -130,7 +133,7 @@ typedef struct ebb_page {
   uint8_t mem_fresh;        /* the page's memory came zeroed from the OS */
   _Atomic uint8_t in_full;  /* on the full list; read by remote freers */
   uint8_t detached;         /* on its heap's sparse list, in the purger's hands */
-  uint8_t pad_[1];
+  uint8_t remote_seen;      /* the purger's: when it saw remote frees waiting (purge.c) */
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
@@ -259,6 +262,30 @@ EBB_INLINE ebb_page_t *page_of(ebb_segment_t *seg, const void *p) {
 EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
   uint64_t offset = (uint64_t)((uintptr_t)p - (uintptr_t)page->start);
   return offset * page->block_magic < page->block_bound;
+}
+
+extern _Atomic int ebb_purger_idle;
+void purge_notify(void);
+
+/* Push blocks first..last (linked) onto the page's remote list: a remote
+ * free (one block), or the purger returning a list it borrowed. */
+EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *first,
+                                 ebb_block_t *last) {
+  ebb_block_t *old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+  do {
+    last->next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, first,
+                                                  memory_order_seq_cst, memory_order_relaxed));
+  /* The page sits on its owner's full list: tell the owner where to look.
+   * Safe after the push: segments and heaps are never unmapped. */
+  if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
+    uint64_t bit = (uint64_t)1 << (size_t)(page - seg->pages);
+    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit))
+      atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst);
+    ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
+    if (owner && !atomic_load_explicit(&owner->remote_full, memory_order_seq_cst))
+      atomic_store_explicit(&owner->remote_full, 1, memory_order_seq_cst);
+  }
 }
 
 EBB_INLINE void page_set_owner_thread(ebb_page_t *page, uintptr_t id) {

@@ -290,8 +290,15 @@ void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
 
 /* A page whose last block came back: give its slices back to the segment,
  * unless it is its class's current page (malloc would want it right back). */
+/* An empty page goes back to its segment, where its slices decay like any
+ * free memory, except a small class's current page: a malloc/free loop
+ * would otherwise give it back and take it again on every call.  A medium
+ * or large one (512 KiB or more) is not kept: a thread that goes idle must
+ * not sit on one per size class, and its blocks are big enough for the
+ * round trip through the segment not to matter. */
 static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
-  if (heap->queues[page->class_idx].first == page) return false;
+  if (page->class_idx <= EBB_SMALL_CLASS_MAX && heap->queues[page->class_idx].first == page)
+    return false;
   page_unqueue(heap, page);
   segment_page_free(heap, segment_of(page), page);
   return true;
@@ -303,9 +310,11 @@ static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
 static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page);
 
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
-  /* The common case first: the class's current page is empty again (a
-   * malloc/free loop); it stays, nothing to do. */
-  if (page->used_minus_one == -1 && heap->queues[page->class_idx].first == page) return;
+  /* The common case first: the class's current small page is empty again
+   * (a malloc/free loop); it stays, nothing to do. */
+  if (page->used_minus_one == -1 && page->class_idx <= EBB_SMALL_CLASS_MAX &&
+      heap->queues[page->class_idx].first == page)
+    return;
   page_after_local_free_rare(heap, page);
 }
 

@@ -41,7 +41,7 @@ static ebb_lock_t purger_lock; /* held by a pass, and by whoever takes all spars
 enum { PURGER_NONE, PURGER_STARTING, PURGER_RUNNING, PURGER_INLINE };
 static _Atomic int purger_state;
 static _Atomic uint32_t purger_seq; /* futex word: bumped to wake the purger */
-static _Atomic int purger_idle;     /* asleep with nothing to do */
+_Atomic int ebb_purger_idle; /* the purger sleeps with nothing to do */
 static _Atomic uint32_t last_inline_pass;
 _Atomic bool ebb_purge_inline; /* no purger thread: passes run from the slow paths */
 static size_t memory_limit;         /* in effect: the option, else the cgroup's */
@@ -287,6 +287,80 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
   return left;
 }
 
+/* ---- remote frees waiting for an idle owner -----------------------------------
+ * Blocks that other threads free into a page wait on its remote list until
+ * the owner takes them in, and an owner that sleeps (a worker parked in
+ * epoll) never does.  The purger cannot touch the owner's lists, but it can
+ * borrow the remote list (one exchange), give back the OS pages inside each
+ * block (the first, holding the link, stays), mark the block and push the
+ * list back.  The borrowed blocks still count as used, so the owner cannot
+ * retire the page meanwhile.  Only blocks of two OS pages or more are worth
+ * it; the rest waits for the owner.  Decay: a page's list is borrowed once
+ * the purger has seen it waiting, unmarked, for decay_ms (64 ms steps). */
+#define REMOTE_PURGED_MAGIC ((uintptr_t)0x6562622d72707267) /* "ebb-rprg" */
+#define REMOTE_SEEN_UNIT_SHIFT 6                              /* 64 ms */
+
+static bool remote_block_purged(const ebb_block_t *block) {
+  return ((const volatile uintptr_t *)block)[1] == (REMOTE_PURGED_MAGIC ^ (uintptr_t)block);
+}
+
+static void purge_remote_list(ebb_page_t *page, ebb_block_t *list, ebb_block_t **last) {
+  size_t bs = page->block_size, os_page = ebb_os_page_size;
+  for (ebb_block_t *b = list;; b = b->next) {
+    if (!remote_block_purged(b)) {
+      uintptr_t from = ((uintptr_t)b + os_page) & ~(uintptr_t)(os_page - 1);
+      uintptr_t to = ((uintptr_t)b + bs) & ~(uintptr_t)(os_page - 1);
+      if (to > from) os_purge((void *)from, to - from);
+      ((uintptr_t *)b)[1] = REMOTE_PURGED_MAGIC ^ (uintptr_t)b;
+    }
+    if (b->next == NULL) {
+      *last = b;
+      return;
+    }
+  }
+}
+
+/* Returns the bytes waiting for their decay. */
+static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
+  if (seg->kind != EBB_SEGMENT_NORMAL) return 0;
+  uint8_t heads[EBB_SLICES_PER_SEGMENT];
+  size_t n = 0;
+  lock_acquire(&seg->lock); /* the runs stay as they are while listed */
+  FOR_EACH_PAGE(seg, page) {
+    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL &&
+        page->block_size >= 2 * ebb_os_page_size)
+      heads[n++] = (uint8_t)(page - seg->pages);
+  }
+  lock_release(&seg->lock);
+  unsigned now_units = now >> REMOTE_SEEN_UNIT_SHIFT;
+  long long decay_units = decay_ms < 0 ? -1 : (decay_ms + 63) >> REMOTE_SEEN_UNIT_SHIFT;
+  if (decay_units > 120) decay_units = 120; /* the mark wraps at 128 steps */
+  size_t left = 0;
+  for (size_t k = 0; k < n; k++) {
+    ebb_page_t *page = &seg->pages[heads[k]];
+    ebb_block_t *head = atomic_load_explicit(&page->thread_free, memory_order_acquire);
+    if (head == NULL || remote_block_purged(head)) continue; /* taken in, or nothing new */
+    if (!force) {
+      if (decay_units < 0) continue;
+      if (page->remote_seen == 0) page->remote_seen = (uint8_t)((now_units & 127) + 1);
+      unsigned age = (now_units - (page->remote_seen - 1u)) & 127;
+      if ((long long)age < decay_units) {
+        left += page->block_size;
+        continue;
+      }
+    }
+    ebb_block_t *list = atomic_exchange_explicit(&page->thread_free, NULL, memory_order_acquire);
+    if (list == NULL) continue;
+    /* Borrowed: the page keeps these blocks counted as used, so its
+     * geometry cannot change until they are pushed back. */
+    ebb_block_t *last;
+    purge_remote_list(page, list, &last);
+    page->remote_seen = 0;
+    page_remote_push(seg, page, list, last);
+  }
+  return left;
+}
+
 /* One pass over everything ebb holds free.  Returns the bytes still
  * waiting for their decay (0: nothing left to do). */
 static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
@@ -299,7 +373,8 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
         left += purge_sparse_class(heap, c, now, decay_ms, force);
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
-    left += segment_purge_free(seg, now, decay_ms, force);
+    left += segment_purge_free(seg, now, decay_ms, force) +
+            segment_purge_remote(seg, now, decay_ms, force);
   left += huge_cache_decay(now, decay_ms, force);
   return left;
 }
@@ -400,14 +475,14 @@ static void *purger_main(void *arg) {
     if (left == 0 && !watch) {
       /* Idle: say so, then look once more (a free that did not see the
        * flag was published before this look), then sleep until woken. */
-      atomic_store(&purger_idle, 1);
+      atomic_store(&ebb_purger_idle, 1);
       atomic_thread_fence(memory_order_seq_cst);
       if (run_pass(os_clock_ms()) == 0) {
         futex_wait(&purger_seq, seq, -1);
-        atomic_store(&purger_idle, 0);
+        atomic_store(&ebb_purger_idle, 0);
         continue;
       }
-      atomic_store(&purger_idle, 0);
+      atomic_store(&ebb_purger_idle, 0);
     }
     futex_wait(&purger_seq, seq, tick);
   }
@@ -444,8 +519,8 @@ static void purger_start(void) {
  * time; without one, run a pass now and then from here. */
 void purge_notify(void) {
   atomic_thread_fence(memory_order_seq_cst); /* what was freed is visible before the look */
-  if (atomic_load_explicit(&purger_idle, memory_order_relaxed)) {
-    if (atomic_exchange(&purger_idle, 0)) {
+  if (atomic_load_explicit(&ebb_purger_idle, memory_order_relaxed)) {
+    if (atomic_exchange(&ebb_purger_idle, 0)) {
       atomic_fetch_add(&purger_seq, 1);
       futex_wake(&purger_seq);
     }
@@ -498,7 +573,7 @@ void purge_postfork(bool child) {
   }
   /* Only this thread lives on: no purger, and no lock holder but us. */
   lock_reset(&purger_lock);
-  atomic_store(&purger_idle, 0);
+  atomic_store(&ebb_purger_idle, 0);
   int state = atomic_load(&purger_state);
   if (state == PURGER_RUNNING || state == PURGER_STARTING) atomic_store(&purger_state, PURGER_NONE);
   for (ebb_heap_t *heap = atomic_load(&ebb_all_heaps); heap; heap = heap->all_next)

@@ -35,6 +35,9 @@
  *                       RSS stays high for 1 s, then falls
  *   stranded_pc         2 producers, 2 consumers (remote frees), 3 s: RSS
  *                       grows by at most 30 MiB after the first second
+ *   big_idle            an owner sleeps after emptying one block of every
+ *                       medium and large class, then while another thread
+ *                       frees 48 MiB of its 16..512 KiB blocks: RSS falls
  * A case can also be run by hand under any environment, e.g. to see a check
  * fail:   EBB_DECAY_MS=-1 build/test/t_purge burst_idle fall
  *
@@ -54,6 +57,7 @@
 #include "ebb.h"
 #include "testutil.h"
 
+#define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
 #define BURST_BYTES (256 * MIB)
 #define KEEP_EVERY 50
@@ -864,6 +868,111 @@ static void case_remote_late(void) {
          mib(base));
 }
 
+/* big_idle: memory a sleeping owner holds without knowing it.
+ * (1) own: the owner allocates and frees one block of every medium and
+ *     large size class (8 KiB..2 MiB, each written), then sleeps: no empty
+ *     page may stay with it as a class's current page.
+ * (2) remote: the owner allocates 48 MiB of 16..512 KiB blocks and hands
+ *     them all to a second thread, which frees them (remote frees), while
+ *     the owner sleeps and never takes them in.
+ * After each, with no allocator calls, RSS must fall below a quarter of its
+ * rise within the decay plus FALL_MARGIN_S. */
+static void *g_big_list; /* linked through the first word */
+static int g_big_stage;   /* 1: owner's part done, 2: freer done, 3: release */
+
+static void big_wait_stage(int stage) {
+  while (g_big_stage < stage) pthread_cond_wait(&g_cv, &g_mu);
+}
+
+static void *big_owner(void *arg) {
+  bool remote = arg != NULL;
+  if (!remote) {
+    char *held[64];
+    size_t n = 0;
+    for (size_t size = 8 * KIB + 1024; size <= 2 * MIB && n < 64; size += size / 8) {
+      held[n] = malloc(size);
+      if (held[n]) memset(held[n], 0x5b, size);
+      n++;
+    }
+    while (n > 0) free(held[--n]);
+  } else {
+    uint64_t seed = 99;
+    void **list = NULL;
+    for (size_t total = 0; total < 48 * MIB;) {
+      size_t sz = log_size(&seed, 14, 19);
+      void **o = malloc(sz);
+      if (!o) break;
+      memset(o, 0x5c, sz);
+      *o = list;
+      list = o;
+      total += sz;
+    }
+    g_big_list = list;
+  }
+  pthread_mutex_lock(&g_mu);
+  g_big_stage = 1;
+  pthread_cond_broadcast(&g_cv);
+  big_wait_stage(3);
+  pthread_mutex_unlock(&g_mu);
+  return NULL;
+}
+
+static void *big_freer(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g_mu);
+  big_wait_stage(1);
+  void **list = g_big_list;
+  pthread_mutex_unlock(&g_mu);
+  while (list) {
+    void **next = *list;
+    free(list);
+    list = next;
+  }
+  pthread_mutex_lock(&g_mu);
+  g_big_stage = 2;
+  pthread_cond_broadcast(&g_cv);
+  big_wait_stage(3);
+  pthread_mutex_unlock(&g_mu);
+  return NULL;
+}
+
+static void big_idle_part(bool remote) {
+  long long decay = ebb_option_get("decay_ms");
+  size_t base = rss_now();
+  g_big_stage = 0;
+  g_big_list = NULL;
+  pthread_t owner, freer;
+  pthread_create(&owner, NULL, big_owner, remote ? (void *)1 : NULL);
+  if (remote) pthread_create(&freer, NULL, big_freer, NULL);
+  pthread_mutex_lock(&g_mu);
+  big_wait_stage(remote ? 2 : 1);
+  pthread_mutex_unlock(&g_mu);
+  /* The threads sleep; from here no allocator calls. */
+  double t0 = now_s(), fell_at, limit = (double)decay / 1000.0 + FALL_MARGIN_S;
+  size_t peak = rss_now();
+  size_t after = wait_rss_below(base + (peak - base) / 4, t0, limit, NULL, &fell_at);
+  pthread_mutex_lock(&g_mu);
+  g_big_stage = 3;
+  pthread_cond_broadcast(&g_cv);
+  pthread_mutex_unlock(&g_mu);
+  pthread_join(owner, NULL);
+  if (remote) pthread_join(freer, NULL);
+  const char *what = remote ? "remote" : "own";
+  printf("big_idle %s (decay %lld ms): base %.1f MiB, %.1f MiB when all was freed, after %.1f MiB, "
+         "fell in %.2f s (deadline %.2f s)\n",
+         what, decay, mib(base), mib(peak), mib(after), fell_at, limit);
+  EXPECT(peak - base > 8 * MIB, "%s: the owner raised RSS by only %.1f MiB", what, mib(peak - base));
+  EXPECT(fell_at >= 0,
+         "%s: RSS still %.1f MiB %.2f s after the frees (base %.1f MiB, peak %.1f MiB): memory held "
+         "by a sleeping owner was not given back",
+         what, mib(after), limit, mib(base), mib(peak));
+}
+
+static void case_big_idle(void) {
+  big_idle_part(false);
+  big_idle_part(true);
+}
+
 /* stranded_pc: 2 producers allocate, 2 consumers free what they receive
  * (every free a remote one); RSS must not keep growing. */
 #define QCAP 1024
@@ -1113,6 +1222,7 @@ static int driver(void) {
       {"stranded_idle", NULL, {NULL}, false},
       {"remote_late", NULL, {"EBB_DECAY_MS=2000", NULL}, false},
       {"stranded_pc", NULL, {NULL}, false},
+      {"big_idle", NULL, {NULL}, false},
   };
   for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
     total++;
@@ -1140,6 +1250,7 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "stranded_idle") == 0) case_stranded_idle();
   else if (strcmp(g_case, "remote_late") == 0) case_remote_late();
   else if (strcmp(g_case, "stranded_pc") == 0) case_stranded_pc();
+  else if (strcmp(g_case, "big_idle") == 0) case_big_idle();
   else {
     fprintf(stderr, "t_purge: unknown case \"%s\"\n", g_case);
     return 2;
