@@ -56,9 +56,6 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
 /* ---- free ------------------------------------------------------------------ */
 EBB_INLINE void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
   page_remote_push(seg, page, block, block);
-  /* The owner may sleep and never take this in: a sleeping purger must
-   * look (segment_purge_remote).  The push above was a full barrier. */
-  if (unlikely(atomic_load_explicit(&ebb_purger_idle, memory_order_relaxed))) purge_notify();
 }
 
 /* Find the page of a pointer handed to `call`, or report it and abort. */

@@ -264,9 +264,6 @@ EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
   return offset * page->block_magic < page->block_bound;
 }
 
-extern _Atomic int ebb_purger_idle;
-void purge_notify(void);
-
 /* Push blocks first..last (linked) onto the page's remote list: a remote
  * free (one block), or the purger returning a list it borrowed. */
 EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *first,

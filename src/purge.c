@@ -41,10 +41,15 @@ static ebb_lock_t purger_lock; /* held by a pass, and by whoever takes all spars
 enum { PURGER_NONE, PURGER_STARTING, PURGER_RUNNING, PURGER_INLINE };
 static _Atomic int purger_state;
 static _Atomic uint32_t purger_seq; /* futex word: bumped to wake the purger */
-_Atomic int ebb_purger_idle; /* the purger sleeps with nothing to do */
+static _Atomic int purger_idle; /* asleep with nothing to do */
 static _Atomic uint32_t last_inline_pass;
 _Atomic bool ebb_purge_inline; /* no purger thread: passes run from the slow paths */
 static size_t memory_limit;         /* in effect: the option, else the cgroup's */
+
+/* Asleep with nothing to do, the purger still looks this often: remote
+ * frees into a sleeping owner's pages do not wake it (that would cost the
+ * remote free path a check), and segment_purge_remote finds them. */
+#define PURGER_IDLE_LOOK_MS 1000
 
 /* The purger starts once ebb has mapped this much: small programs never get
  * a thread. */
@@ -294,8 +299,9 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
  * borrow the remote list (one exchange), give back the OS pages inside each
  * block (the first, holding the link, stays), mark the block and push the
  * list back.  The borrowed blocks still count as used, so the owner cannot
- * retire the page meanwhile.  Only blocks of two OS pages or more are worth
- * it; the rest waits for the owner.  Decay: a page's list is borrowed once
+ * retire the page meanwhile.  Only blocks of medium and large classes (above
+ * 8 KiB, and two OS pages or more) are worth it; the rest waits for the
+ * owner.  Decay: a page's list is borrowed once
  * the purger has seen it waiting, unmarked, for decay_ms (64 ms steps). */
 #define REMOTE_PURGED_MAGIC ((uintptr_t)0x6562622d72707267) /* "ebb-rprg" */
 #define REMOTE_SEEN_UNIT_SHIFT 6                              /* 64 ms */
@@ -328,7 +334,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   lock_acquire(&seg->lock); /* the runs stay as they are while listed */
   FOR_EACH_PAGE(seg, page) {
     if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL &&
-        page->block_size >= 2 * ebb_os_page_size)
+        page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size)
       heads[n++] = (uint8_t)(page - seg->pages);
   }
   lock_release(&seg->lock);
@@ -474,15 +480,16 @@ static void *purger_main(void *arg) {
     bool watch = purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0;
     if (left == 0 && !watch) {
       /* Idle: say so, then look once more (a free that did not see the
-       * flag was published before this look), then sleep until woken. */
-      atomic_store(&ebb_purger_idle, 1);
+       * flag was published before this look), then sleep until woken, or
+       * for PURGER_IDLE_LOOK_MS. */
+      atomic_store(&purger_idle, 1);
       atomic_thread_fence(memory_order_seq_cst);
       if (run_pass(os_clock_ms()) == 0) {
-        futex_wait(&purger_seq, seq, -1);
-        atomic_store(&ebb_purger_idle, 0);
+        futex_wait(&purger_seq, seq, PURGER_IDLE_LOOK_MS);
+        atomic_store(&purger_idle, 0);
         continue;
       }
-      atomic_store(&ebb_purger_idle, 0);
+      atomic_store(&purger_idle, 0);
     }
     futex_wait(&purger_seq, seq, tick);
   }
@@ -519,8 +526,8 @@ static void purger_start(void) {
  * time; without one, run a pass now and then from here. */
 void purge_notify(void) {
   atomic_thread_fence(memory_order_seq_cst); /* what was freed is visible before the look */
-  if (atomic_load_explicit(&ebb_purger_idle, memory_order_relaxed)) {
-    if (atomic_exchange(&ebb_purger_idle, 0)) {
+  if (atomic_load_explicit(&purger_idle, memory_order_relaxed)) {
+    if (atomic_exchange(&purger_idle, 0)) {
       atomic_fetch_add(&purger_seq, 1);
       futex_wake(&purger_seq);
     }
@@ -573,7 +580,7 @@ void purge_postfork(bool child) {
   }
   /* Only this thread lives on: no purger, and no lock holder but us. */
   lock_reset(&purger_lock);
-  atomic_store(&ebb_purger_idle, 0);
+  atomic_store(&purger_idle, 0);
   int state = atomic_load(&purger_state);
   if (state == PURGER_RUNNING || state == PURGER_STARTING) atomic_store(&purger_state, PURGER_NONE);
   for (ebb_heap_t *heap = atomic_load(&ebb_all_heaps); heap; heap = heap->all_next)
