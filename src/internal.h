@@ -83,6 +83,19 @@ EBB_INLINE size_t class_size(unsigned c) {
   return ((size_t)1 << b) + (size_t)(i + 1u) * ((size_t)1 << (b - 3u));
 }
 
+/* Slices in a page of blocks of this size.  A medium page holds about 8
+ * blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
+ * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
+ * 496 KiB free per thread and class. */
+EBB_INLINE size_t page_slices_for(size_t block_size) {
+  if (block_size <= EBB_SMALL_MAX) return 1;
+  if (block_size <= EBB_MEDIUM_MAX) {
+    size_t slices = (8 * block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+    return slices < EBB_MEDIUM_PAGE_SLICES ? slices : EBB_MEDIUM_PAGE_SLICES;
+  }
+  return (block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+}
+
 /* The last class whose pages are one slice (blocks up to EBB_SMALL_MAX). */
 #define EBB_SMALL_CLASS_MAX 57u /* class_size(57) == 8 KiB, checked in unit_internal */
 

@@ -337,12 +337,6 @@ static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t
 }
 
 /* ---- the allocation slow path -------------------------------------------- */
-static size_t slices_for(size_t block_size) {
-  if (block_size <= EBB_SMALL_MAX) return 1;
-  if (block_size <= EBB_MEDIUM_MAX) return EBB_MEDIUM_PAGE_SLICES;
-  return (block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
-}
-
 static void *page_take(ebb_page_t *page, size_t size, bool zero) {
   ebb_block_t *block = page->free;
   page->free = block->next;
@@ -428,7 +422,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     page_enqueue(heap, page); /* nothing free after all (cannot happen: it was sparse) */
   }
   size_t block_size = class_size(cls);
-  page = segment_page_alloc(heap, slices_for(block_size));
+  page = segment_page_alloc(heap, page_slices_for(block_size));
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;

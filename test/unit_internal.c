@@ -4,12 +4,6 @@
 #include "internal.h"
 #include "testutil.h"
 
-static size_t slices_for_class(size_t bs) {
-  if (bs <= EBB_SMALL_MAX) return 1;
-  if (bs <= EBB_MEDIUM_MAX) return EBB_MEDIUM_PAGE_SLICES;
-  return (bs + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
-}
-
 static void test_size_classes(void) {
   size_t prev = 0;
   for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) {
@@ -49,7 +43,7 @@ static void test_block_start_check(void) {
   static ebb_page_t page;
   for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) {
     size_t bs = class_size(c);
-    size_t span = slices_for_class(bs) * EBB_SLICE_SIZE;
+    size_t span = page_slices_for(bs) * EBB_SLICE_SIZE;
     uint32_t reserved = (uint32_t)(span / bs);
     memset(&page, 0, sizeof page);
     page.start = (uint8_t *)(uintptr_t)0x7f0000400000ull;
