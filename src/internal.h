@@ -7,7 +7,7 @@
  *   slice    64 KiB, the unit segments hand out.
  *   page     a span of slices holding blocks of one size class:
  *            small  (<= 8 KiB)   1 slice
- *            medium (<= 128 KiB) 8 slices
+ *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for)
  *            large  (<= 2 MiB)   enough slices for one block
  *   huge     more than 2 MiB (or alignment above 64 KiB): its own mapping,
  *            with a one-page segment header in front, unmapped on free.
@@ -43,7 +43,7 @@
 #define EBB_MEDIUM_PAGE_SLICES 8
 
 #define EBB_SMALL_MAX ((size_t)8 << 10)    /* blocks in 1-slice pages */
-#define EBB_MEDIUM_MAX ((size_t)128 << 10) /* blocks in 8-slice pages */
+#define EBB_MEDIUM_MAX ((size_t)128 << 10) /* blocks in pages of 2..8 slices */
 #define EBB_LARGE_MAX ((size_t)2 << 20)    /* one block a page */
 /* Alignments up to a slice come from size classes: pages start on a slice
  * boundary, so a class whose size is a multiple of A has A-aligned blocks. */
