@@ -333,8 +333,9 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   size_t n = 0;
   lock_acquire(&seg->lock); /* the runs stay as they are while listed */
   FOR_EACH_PAGE(seg, page) {
-    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL &&
-        page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size)
+    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) == NULL) {
+      if (page->remote_seen) page->remote_seen = 0; /* taken in: a later list waits anew */
+    } else if (page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size)
       heads[n++] = (uint8_t)(page - seg->pages);
   }
   lock_release(&seg->lock);
