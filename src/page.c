@@ -143,11 +143,16 @@ static void page_extend(ebb_page_t *page) {
 }
 
 /* Move the owner's and other threads' frees onto the free list. */
+/* The allocation count cannot wrap: blocks reach `free` only in the slow
+ * path, at most a page's worth between two takings-in of frees, and each
+ * taking-in moves a count past half its range into the statistics. */
+static inline void harvest_before_wrap(ebb_page_t *page) {
+  if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
+}
+
 void page_collect(ebb_page_t *page) {
   if (page->local_free) {
-    /* The allocation count cannot wrap: blocks reach `free` only in the
-     * slow path, at most a page's worth between two frees taken in here. */
-    if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
+    harvest_before_wrap(page);
     if (page->free == NULL) {
       page->free = page->local_free;
     } else {
@@ -170,7 +175,7 @@ void page_collect(ebb_page_t *page) {
     }
     if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
     count_remote_frees(page, count);
-    if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
+    harvest_before_wrap(page);
     tail->next = page->free;
     page->free = list;
     page->used_minus_one -= count;

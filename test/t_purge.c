@@ -773,11 +773,50 @@ static void case_stranded_idle(void) {
  * those pages); both then wait, alive.  The decay holds for memory emptied
  * by remote frees too: RSS stays above three quarters of its rise for the
  * first half of the decay, then falls. */
-static void **g_remote_list; /* the survivors, linked through their first word */
-static int g_remote_stage;   /* 1: owner done, 2: freer done, 3: release */
+/* The hand-off both remote_late and big_idle use: an owner thread puts a
+ * list of blocks (linked through their first word) in g_handoff_list and
+ * reaches stage 1; handoff_freer frees them all from its own thread and
+ * reaches stage 2; both then wait, alive, for stage 3 (the case releases
+ * them once it has watched RSS). */
+static void **g_handoff_list;
+static int g_handoff_stage;
 
-static void remote_wait_stage(int stage) {
-  while (g_remote_stage < stage) pthread_cond_wait(&g_cv, &g_mu);
+static void handoff_wait(int stage) { /* with g_mu held */
+  while (g_handoff_stage < stage) pthread_cond_wait(&g_cv, &g_mu);
+}
+
+/* Announce `stage`, then wait, alive, until released. */
+static void handoff_reach(int stage) {
+  pthread_mutex_lock(&g_mu);
+  g_handoff_stage = stage;
+  pthread_cond_broadcast(&g_cv);
+  handoff_wait(3);
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void handoff_await(int stage) {
+  pthread_mutex_lock(&g_mu);
+  handoff_wait(stage);
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void *handoff_freer(void *arg) {
+  (void)arg;
+  handoff_await(1);
+  for (void **list = g_handoff_list; list;) {
+    void **next = *list;
+    free(list);
+    list = next;
+  }
+  handoff_reach(2);
+  return NULL;
+}
+
+static void handoff_release(void) {
+  pthread_mutex_lock(&g_mu);
+  g_handoff_stage = 3;
+  pthread_cond_broadcast(&g_cv);
+  pthread_mutex_unlock(&g_mu);
 }
 
 static void *remote_owner(void *arg) {
@@ -806,31 +845,8 @@ static void *remote_owner(void *arg) {
     }
     all = next;
   }
-  pthread_mutex_lock(&g_mu);
-  g_remote_list = keep;
-  g_remote_stage = 1;
-  pthread_cond_broadcast(&g_cv);
-  remote_wait_stage(3);
-  pthread_mutex_unlock(&g_mu);
-  return NULL;
-}
-
-static void *remote_freer(void *arg) {
-  (void)arg;
-  pthread_mutex_lock(&g_mu);
-  remote_wait_stage(1);
-  void **list = g_remote_list;
-  pthread_mutex_unlock(&g_mu);
-  while (list) {
-    void **next = *list;
-    free(list);
-    list = next;
-  }
-  pthread_mutex_lock(&g_mu);
-  g_remote_stage = 2;
-  pthread_cond_broadcast(&g_cv);
-  remote_wait_stage(3);
-  pthread_mutex_unlock(&g_mu);
+  g_handoff_list = keep;
+  handoff_reach(1);
   return NULL;
 }
 
@@ -840,20 +856,15 @@ static void case_remote_late(void) {
   size_t base = rss_now();
   pthread_t owner, freer;
   pthread_create(&owner, NULL, remote_owner, NULL);
-  pthread_create(&freer, NULL, remote_freer, NULL);
-  pthread_mutex_lock(&g_mu);
-  remote_wait_stage(2);
-  pthread_mutex_unlock(&g_mu);
+  pthread_create(&freer, NULL, handoff_freer, NULL);
+  handoff_await(2);
   /* Both threads idle; from here no allocator calls. */
   double t0 = now_s();
   size_t peak = rss_now();
   size_t early = min_rss_during((double)decay / 2000.0);
   double fell_at, limit = (double)decay / 1000.0 + FALL_MARGIN_S;
   size_t after = wait_rss_below(base + (peak - base) / 4, t0, limit, NULL, &fell_at);
-  pthread_mutex_lock(&g_mu);
-  g_remote_stage = 3;
-  pthread_cond_broadcast(&g_cv);
-  pthread_mutex_unlock(&g_mu);
+  handoff_release();
   pthread_join(owner, NULL);
   pthread_join(freer, NULL);
   printf("remote_late (decay %lld ms): base %.1f MiB, %.1f MiB when all was freed, lowest in the first "
@@ -877,13 +888,6 @@ static void case_remote_late(void) {
  *     the owner sleeps and never takes them in.
  * After each, with no allocator calls, RSS must fall below a quarter of its
  * rise within the decay plus FALL_MARGIN_S. */
-static void *g_big_list; /* linked through the first word */
-static int g_big_stage;   /* 1: owner's part done, 2: freer done, 3: release */
-
-static void big_wait_stage(int stage) {
-  while (g_big_stage < stage) pthread_cond_wait(&g_cv, &g_mu);
-}
-
 static void *big_owner(void *arg) {
   bool remote = arg != NULL;
   if (!remote) {
@@ -907,54 +911,26 @@ static void *big_owner(void *arg) {
       list = o;
       total += sz;
     }
-    g_big_list = list;
+    g_handoff_list = list;
   }
-  pthread_mutex_lock(&g_mu);
-  g_big_stage = 1;
-  pthread_cond_broadcast(&g_cv);
-  big_wait_stage(3);
-  pthread_mutex_unlock(&g_mu);
-  return NULL;
-}
-
-static void *big_freer(void *arg) {
-  (void)arg;
-  pthread_mutex_lock(&g_mu);
-  big_wait_stage(1);
-  void **list = g_big_list;
-  pthread_mutex_unlock(&g_mu);
-  while (list) {
-    void **next = *list;
-    free(list);
-    list = next;
-  }
-  pthread_mutex_lock(&g_mu);
-  g_big_stage = 2;
-  pthread_cond_broadcast(&g_cv);
-  big_wait_stage(3);
-  pthread_mutex_unlock(&g_mu);
+  handoff_reach(1);
   return NULL;
 }
 
 static void big_idle_part(bool remote) {
   long long decay = ebb_option_get("decay_ms");
   size_t base = rss_now();
-  g_big_stage = 0;
-  g_big_list = NULL;
+  g_handoff_stage = 0;
+  g_handoff_list = NULL;
   pthread_t owner, freer;
   pthread_create(&owner, NULL, big_owner, remote ? (void *)1 : NULL);
-  if (remote) pthread_create(&freer, NULL, big_freer, NULL);
-  pthread_mutex_lock(&g_mu);
-  big_wait_stage(remote ? 2 : 1);
-  pthread_mutex_unlock(&g_mu);
+  if (remote) pthread_create(&freer, NULL, handoff_freer, NULL);
+  handoff_await(remote ? 2 : 1);
   /* The threads sleep; from here no allocator calls. */
   double t0 = now_s(), fell_at, limit = (double)decay / 1000.0 + FALL_MARGIN_S;
   size_t peak = rss_now();
   size_t after = wait_rss_below(base + (peak - base) / 4, t0, limit, NULL, &fell_at);
-  pthread_mutex_lock(&g_mu);
-  g_big_stage = 3;
-  pthread_cond_broadcast(&g_cv);
-  pthread_mutex_unlock(&g_mu);
+  handoff_release();
   pthread_join(owner, NULL);
   if (remote) pthread_join(freer, NULL);
   const char *what = remote ? "remote" : "own";
