@@ -16,6 +16,42 @@ static ebb_heap_t *heap_for_alloc(void) {
   return heap;
 }
 
+/* A block of a medium class, from the shared heap (heap.c).  Zeroing, like
+ * the caller's writes, happens after the lock is dropped. */
+static void *alloc_medium(size_t size, unsigned cls, bool zero) {
+  ebb_init();
+  ebb_heap_t *heap = shared_heap_lock();
+  if (heap == NULL) {
+    if (errno == ENOMEM) return NULL;
+    /* This thread holds the lock (an allocation made under it): its own
+     * heap serves instead; its frees go back there as they would. */
+    if ((heap = heap_for_alloc()) == NULL) return NULL;
+    return page_alloc_slow(heap, size, cls, zero);
+  }
+  ebb_page_t *page = heap->queues[cls].first;
+  ebb_block_t *block = page ? page->free : NULL;
+  bool slow = block == NULL;
+  if (!slow) {
+    page->free = block->next;
+    page->used_minus_one++;
+    page->alloc_count++;
+  } else {
+    block = page_alloc_slow(heap, size, cls, false);
+    page = heap->queues[cls].first; /* the slow path puts the page it used first */
+  }
+  bool is_zero = block != NULL && page->is_zero;
+  shared_heap_unlock();
+  /* Frees into the shared heap are all remote pushes, which never tell the
+   * purger: its slow path does (and starts it, once ebb maps enough). */
+  if (slow) purge_notify();
+  if (block == NULL) return NULL;
+  if (zero) {
+    if (is_zero) block->next = NULL; /* fresh memory: only the link was written */
+    else memset(block, 0, size);
+  }
+  return block;
+}
+
 void *alloc_generic(size_t size, bool zero) {
   if (size > EBB_LARGE_MAX) {
     if (size > EBB_MAX_REQUEST) {
@@ -25,9 +61,11 @@ void *alloc_generic(size_t size, bool zero) {
     ebb_init();
     return huge_alloc(size, 0, zero);
   }
+  unsigned cls = size_class_of(size);
+  if (class_is_medium(cls)) return alloc_medium(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
-  return page_alloc_slow(heap, size, size_class_of(size), zero);
+  return page_alloc_slow(heap, size, cls, zero);
 }
 
 /* `alignment` is a power of two.  Up to 64 KiB it is met by a size class
@@ -44,6 +82,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     if (want <= EBB_LARGE_MAX) {
       unsigned cls = size_class_of(want);
       while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
+      if (class_is_medium(cls)) return alloc_medium(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
       return page_alloc_slow(heap, size, cls, zero);
@@ -90,12 +129,36 @@ static EBB_NOINLINE void free_detached(ebb_segment_t *seg, ebb_page_t *page, voi
   free_remote(seg, page, p);
 }
 
+/* A medium block back to the shared heap: under its lock, as its owner
+ * would (exact counts; a page that empties goes back to its segment at
+ * once, for any class to reuse).  A thread freeing while it holds the lock
+ * (a free made under it) pushes, as other threads' frees once did. */
+static EBB_NOINLINE void free_shared(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+  ebb_heap_t *heap = shared_heap_lock();
+  if (heap == NULL) {
+    free_remote(seg, page, p);
+    return;
+  }
+  ebb_block_t *block = p;
+  block->next = page->local_free;
+  page->local_free = block;
+  if (unlikely(--page->used_minus_one < 0)) page_after_local_free(heap, page);
+  shared_heap_unlock();
+}
+
 void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
   /* The rare cases are tail calls, so the common one (another thread's
    * page: one push) needs no stack frame. */
   if (unlikely(seg->kind == EBB_SEGMENT_HUGE)) {
     huge_free(seg, page);
     return;
+  }
+  if (class_is_medium(page->class_idx)) {
+    ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_relaxed);
+    if (owner && owner->is_shared) { /* the shared heap never gives a segment up */
+      free_shared(seg, page, p);
+      return;
+    }
   }
   if (unlikely(page->detached)) { /* a sparse page, in the purger's hands */
     free_detached(seg, page, p);
@@ -236,6 +299,11 @@ EBB_EXPORT size_t ebb_good_size(size_t size) {
 }
 
 EBB_EXPORT void ebb_collect(bool force) {
+  ebb_heap_t *shared = shared_heap_lock_existing(force);
+  if (shared) {
+    heap_collect(shared, force);
+    shared_heap_unlock();
+  }
   ebb_heap_t *heap = force ? heap_for_alloc() : ebb_tls_heap;
   if (heap == NULL || heap == &ebb_empty_heap) return;
   if (force) segments_reclaim_all(heap);

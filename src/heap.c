@@ -29,8 +29,67 @@ static _Atomic(pthread_t) init_thread;
 
 static void heap_thread_exit(void *arg);
 
-/* Lock order: the purger's pass, the heap pool, then segment.c's. */
+/* ---- the shared heap ---------------------------------------------------------
+ * Medium blocks (above 8 KiB, up to 128 KiB) come from one heap that every
+ * thread shares, under one lock, not from each thread's own heap.  Per
+ * thread, every medium class in use kept a partly used page (about 8
+ * blocks) and free slices the other threads could not take: in the
+ * service workload, 4 workers over 25 medium classes held about 100 MiB
+ * free but resident that way, a third of the RSS.  Shared, any thread
+ * reuses any free medium block and slice.  The lock covers a list pop (the
+ * caller zeroes or writes the block after it), or the slow path; frees
+ * take the remote path, one atomic push, since the heap's pages have no
+ * owner thread.  jemalloc's arenas and tcmalloc's central lists also
+ * serve their larger classes under a lock. */
+static ebb_lock_t shared_lock;
+static _Atomic(ebb_heap_t *) shared_heap; /* made once, under the lock */
+static _Atomic uintptr_t shared_holder;   /* thread id of the lock's holder */
+
+static ebb_heap_t *heap_new(void);
+static void heap_reset(ebb_heap_t *heap);
+
+static ebb_heap_t *shared_heap_locked(void) {
+  atomic_store_explicit(&shared_holder, ebb_thread_id(), memory_order_relaxed);
+  ebb_heap_t *heap = atomic_load_explicit(&shared_heap, memory_order_relaxed);
+  if (heap == NULL) {
+    if ((heap = heap_new()) == NULL) {
+      shared_heap_unlock();
+      errno = ENOMEM;
+      return NULL;
+    }
+    heap_reset(heap);
+    heap->is_shared = true;
+    atomic_store_explicit(&shared_heap, heap, memory_order_release);
+  }
+  return heap;
+}
+
+ebb_heap_t *shared_heap_lock(void) {
+  if (atomic_load_explicit(&shared_holder, memory_order_relaxed) == ebb_thread_id()) return NULL;
+  lock_acquire(&shared_lock);
+  return shared_heap_locked();
+}
+
+ebb_heap_t *shared_heap_lock_existing(bool wait) {
+  if (atomic_load_explicit(&shared_heap, memory_order_acquire) == NULL) return NULL;
+  if (wait) {
+    if (atomic_load_explicit(&shared_holder, memory_order_relaxed) == ebb_thread_id()) return NULL;
+    lock_acquire(&shared_lock);
+  } else if (!lock_try(&shared_lock)) {
+    return NULL;
+  }
+  return shared_heap_locked();
+}
+
+void shared_heap_unlock(void) {
+  atomic_store_explicit(&shared_holder, 0, memory_order_relaxed);
+  lock_release(&shared_lock);
+}
+
+/* Lock order: the shared heap (whose slow path may purge everything near
+ * the memory limit), the purger's pass, the heap pool, then segment.c's. */
 static void prefork(void) {
+  lock_acquire(&shared_lock);
   purge_prefork();
   lock_acquire(&heap_pool_lock);
   segment_locks_prefork();
@@ -39,11 +98,14 @@ static void postfork_parent(void) {
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
   purge_postfork(false);
+  lock_release(&shared_lock);
 }
 static void postfork_child(void) {
   segment_locks_postfork(true);
   lock_reset(&heap_pool_lock);
   purge_postfork(true);
+  atomic_store(&shared_holder, 0);
+  lock_reset(&shared_lock);
 }
 
 /* Once per process.  pthread_atfork may itself call malloc: a recursive

@@ -1,13 +1,14 @@
 /* ebb internal types and constants, shared by every source file.
  *
  * The shape of memory:
- *   segment  4 MiB, aligned to 4 MiB, owned by one thread's heap.  Its first
+ *   segment  4 MiB, aligned to 4 MiB, owned by one heap.  Its first
  *            64 KiB slice holds the segment header and one page descriptor per
  *            slice; masking a pointer finds its segment.
  *   slice    64 KiB, the unit segments hand out.
  *   page     a span of slices holding blocks of one size class:
  *            small  (<= 8 KiB)   1 slice
- *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for)
+ *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for);
+ *                                these come from the one heap all threads share
  *            large  (<= 2 MiB)   enough slices for one block
  *   huge     more than 2 MiB (or alignment above 64 KiB): its own mapping,
  *            with a one-page segment header in front, unmapped on free.
@@ -98,6 +99,12 @@ EBB_INLINE size_t page_slices_for(size_t block_size) {
 
 /* The last class whose pages are one slice (blocks up to EBB_SMALL_MAX). */
 #define EBB_SMALL_CLASS_MAX 57u /* class_size(57) == 8 KiB, checked in unit_internal */
+/* The last medium class (blocks up to EBB_MEDIUM_MAX): classes above
+ * EBB_SMALL_CLASS_MAX up to this one come from the shared heap (heap.c). */
+#define EBB_MEDIUM_CLASS_MAX 89u /* class_size(89) == 128 KiB, checked in unit_internal */
+EBB_INLINE bool class_is_medium(unsigned cls) {
+  return cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CLASS_MAX;
+}
 
 /* ---- blocks, pages, segments, heaps ------------------------------------- */
 typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
@@ -171,11 +178,14 @@ typedef struct ebb_segment {
   uint8_t *map_base;                /* huge: start of the whole mapping */
   struct ebb_segment *next, *prev;  /* in a heap's list, the pool, or abandoned */
   struct ebb_segment *all_next;     /* every normal segment ever mapped */
-  _Atomic uint64_t remote_full;     /* bit i: a remote free hit full page i */
+  /* bit i: a remote free hit full page i.  The freer that sets the first
+   * bit pushes the segment on its owner's remote_segments stack. */
+  _Atomic uint64_t remote_full;
+  _Atomic(struct ebb_segment *) remote_next; /* in the owner's remote_segments */
   ebb_lock_t lock;
   uint8_t kind;
   uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
-  uint8_t pad_[128 - 94];
+  uint8_t pad_[128 - 102];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 
@@ -191,8 +201,14 @@ typedef struct ebb_heap {
   ebb_segment_t *segments;              /* owned, with at least one free slice */
   ebb_segment_t *segments_full;         /* owned, every slice in use */
   ebb_segment_t *cached_empty;          /* one empty segment kept for reuse */
-  _Atomic uint8_t remote_full;          /* some owned segment has remote_full */
+  /* Owned segments whose remote_full went from 0 to not 0: a stack that
+   * remote freers push on and the owner takes whole. */
+  _Atomic(ebb_segment_t *) remote_segments;
   bool is_live;                         /* belongs to a running thread */
+  bool is_shared;                       /* the shared heap of medium blocks (heap.c) */
+  /* The shared heap's: when each class last took the slow path (ms), so
+   * the purger can tell a class nobody allocates any more. */
+  uint32_t class_used_at[EBB_CLASS_COUNT];
   uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
   uint32_t slow_calls;                  /* page_alloc_slow calls (inline purging) */
@@ -277,6 +293,19 @@ EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
   return offset * page->block_magic < page->block_bound;
 }
 
+/* The first remote free into a full page of seg since its owner last
+ * looked: put seg on the owner's stack (an abandoned segment has none; its
+ * next owner collects every page anyway). */
+EBB_INLINE void segment_push_remote(ebb_segment_t *seg) {
+  ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_seq_cst);
+  if (owner == NULL) return;
+  ebb_segment_t *old = atomic_load_explicit(&owner->remote_segments, memory_order_relaxed);
+  do {
+    atomic_store_explicit(&seg->remote_next, old, memory_order_relaxed);
+  } while (!atomic_compare_exchange_weak_explicit(&owner->remote_segments, &old, seg,
+                                                  memory_order_seq_cst, memory_order_relaxed));
+}
+
 /* Push blocks first..last (linked) onto the page's remote list: a remote
  * free (one block), or the purger returning a list it borrowed. */
 EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *first,
@@ -290,11 +319,9 @@ EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block
    * Safe after the push: segments and heaps are never unmapped. */
   if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
     uint64_t bit = (uint64_t)1 << (size_t)(page - seg->pages);
-    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit))
-      atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst);
-    ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
-    if (owner && !atomic_load_explicit(&owner->remote_full, memory_order_seq_cst))
-      atomic_store_explicit(&owner->remote_full, 1, memory_order_seq_cst);
+    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit) &&
+        atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst) == 0)
+      segment_push_remote(seg);
   }
 }
 
@@ -453,8 +480,16 @@ extern _Atomic uint64_t ebb_stat_retired_remote_frees, ebb_stat_huge_allocs, ebb
 void stats_retire_heap(ebb_heap_t *heap); /* a heap's counters outlive its thread */
 void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger */
 
-/* ---- heap.c: thread heaps ------------------------------------------------ */
+/* ---- heap.c: thread heaps, and the shared heap of medium blocks ----------- */
 ebb_heap_t *heap_get_or_create(void);
+/* The shared heap, locked (created on first use); NULL with errno ENOMEM if
+ * it cannot be made.  Re-entered by the thread holding it (an allocation
+ * made while it works, such as by pthread_create), NULL without errno. */
+ebb_heap_t *shared_heap_lock(void);
+/* The shared heap locked if it exists (and, without wait, if its lock is
+ * free), else NULL. */
+ebb_heap_t *shared_heap_lock_existing(bool wait);
+void shared_heap_unlock(void);
 void ebb_init(void);
 
 /* ---- alloc.c: the slow paths behind fastpath.h --------------------------- */

@@ -5,7 +5,8 @@
  * at it for sizes up to 1 KiB).  A page found with nothing to give goes to
  * the heap's full list, and comes back when a block on it is freed: by the
  * owner (its free path sees the full bias in `used_minus_one`) or by another thread
- * (its push sees page->in_full and flags the segment and the heap).
+ * (its push sees page->in_full and flags the page in its segment; the first
+ * flag puts the segment on the heap's remote_segments stack).
  *
  * The in_full handshake is Dekker-style: the owner sets in_full, then reads
  * thread_free; a remote freer pushes onto thread_free, then reads in_full
@@ -358,12 +359,13 @@ static void *page_take(ebb_page_t *page, size_t size, bool zero) {
 #define EBB_PAGE_CANDIDATES 4
 
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
-  if (atomic_load_explicit(&heap->remote_full, memory_order_acquire))
+  if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
     heap_handle_remote_full(heap);
   /* Without a purger thread, decay runs from here (at most once a tick). */
   if (unlikely(atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) &&
       (++heap->slow_calls & 63) == 0)
     purge_notify();
+  if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms();
   ebb_page_queue_t *q = &heap->queues[cls];
   /* Visit pages from the front, collecting each: pages with nothing go to
    * the full list, empty ones back to their segment, and of the first few
@@ -433,19 +435,24 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     return NULL;
   }
   page_init(segment_of(page), page, cls, block_size, page->is_zero);
+  /* No sparse trap in the shared heap: its idle classes are purged whole
+   * (purge.c), and an active class reuses its free blocks. */
+  if (heap->is_shared) page->sparse_mark = 0;
   page_extend(page);
   queue_push_front(heap, page);
   return page_take(page, size, zero);
 }
 
-/* Some remote free hit a page on this heap's full list: the segments say
- * which pages. */
+/* Some remote free hit a page on this heap's full list: the segments on
+ * the stack say which pages.  A segment is read past before its bits are
+ * cleared: once cleared, a freer may push it again (rewriting its link).
+ * One that changed hands meanwhile is left alone: its new owner collected
+ * every page when it took it. */
 void heap_handle_remote_full(ebb_heap_t *heap) {
-  atomic_store_explicit(&heap->remote_full, 0, memory_order_seq_cst);
-  ebb_segment_t *lists[2] = {heap->segments, heap->segments_full};
-  for (int l = 0; l < 2; l++) {
-    for (ebb_segment_t *seg = lists[l]; seg; seg = seg->next) {
-      if (!atomic_load_explicit(&seg->remote_full, memory_order_seq_cst)) continue;
+  ebb_segment_t *seg = atomic_exchange_explicit(&heap->remote_segments, NULL, memory_order_seq_cst);
+  while (seg) {
+    ebb_segment_t *next = atomic_load_explicit(&seg->remote_next, memory_order_relaxed);
+    if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == heap) {
       uint64_t pages = atomic_exchange_explicit(&seg->remote_full, 0, memory_order_seq_cst);
       while (pages) {
         ebb_page_t *page = &seg->pages[__builtin_ctzll(pages)];
@@ -455,6 +462,7 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
           page_unfull(heap, page);
       }
     }
+    seg = next;
   }
 }
 
@@ -463,7 +471,7 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
  * handed to the purger, give back the free OS pages inside pages still in
  * use, and release the cached segment. */
 void heap_collect(ebb_heap_t *heap, bool force) {
-  if (force) heap_reattach_all(heap);
+  if (force && !heap->is_shared) heap_reattach_all(heap); /* the shared heap has no sparse pages */
   ebb_segment_t *lists[2] = {heap->segments_full, heap->segments};
   for (int l = 0; l < 2; l++) {
     ebb_segment_t *seg = lists[l];

@@ -368,6 +368,42 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   return left;
 }
 
+/* ---- the shared heap's idle classes -------------------------------------------
+ * Blocks freed into the shared heap's pages (purge_remote above gives back
+ * those still waiting on remote lists) are taken in by the heap's slow
+ * path, and then stay on their page's free list, resident, until some
+ * thread allocates that class again.  Once none has for decay_ms, the
+ * purger gives back the OS pages no live block touches, and retires pages
+ * left empty.  It never waits for the heap's lock: if busy, next tick. */
+static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
+  ebb_heap_t *heap = shared_heap_lock_existing(false);
+  if (heap == NULL) return 0;
+  if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
+    heap_handle_remote_full(heap); /* full pages freed into: back in their queues */
+  size_t left = 0;
+  for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c <= EBB_MEDIUM_CLASS_MAX; c++) {
+    if (heap->queues[c].first == NULL) continue;
+    bool idle = force || decay_reached(now, heap->class_used_at[c], decay_ms);
+    ebb_page_t *next;
+    for (ebb_page_t *page = heap->queues[c].first; page; page = next) {
+      next = page->next;
+      if (!idle) {
+        if (page->free || page->local_free ||
+            atomic_load_explicit(&page->thread_free, memory_order_relaxed))
+          left += page->block_size;
+        continue;
+      }
+      page_purge_free_units(page);
+      if (page_used(page) == 0) {
+        page_unqueue(heap, page);
+        segment_page_free(heap, segment_of(page), page);
+      }
+    }
+  }
+  shared_heap_unlock();
+  return left;
+}
+
 /* One pass over everything ebb holds free.  Returns the bytes still
  * waiting for their decay (0: nothing left to do). */
 static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
@@ -382,6 +418,7 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
        seg = seg->all_next)
     left += segment_purge_free(seg, now, decay_ms, force) +
             segment_purge_remote(seg, now, decay_ms, force);
+  left += purge_shared_idle(now, decay_ms, force);
   left += huge_cache_decay(now, decay_ms, force);
   return left;
 }

@@ -1,6 +1,7 @@
 /* Segments: 4 MiB aligned units owned by one heap, cut into 64 KiB slices
  * that pages take in runs.  A 64-bit mask per segment says which slices are
- * in use, so finding a run is a few bit operations.
+ * in use, so finding a run is a few bit operations.  Runs whose memory is
+ * still resident (freed, not yet purged) are taken first.
  *
  * Where segments come from, in order: the heap's one cached empty segment,
  * segments abandoned by exited threads (reclaimed with their live blocks),
@@ -114,8 +115,9 @@ static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
   seg->next = seg->prev = NULL;
   seg->kind = EBB_SEGMENT_NORMAL;
   seg->in_full_list = 0;
-  atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
-  atomic_store_explicit(&seg->owner, heap, memory_order_release);
+  /* owner first: a freer that sees the cleared bits sees the new owner */
+  atomic_store_explicit(&seg->owner, heap, memory_order_seq_cst);
+  atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
 }
 
 /* The purger's part: claim the free dirty slices old enough, purge them
@@ -200,14 +202,22 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   return page;
 }
 
-/* A run of `slices` free slices in seg (not being purged), or NULL. */
-static ebb_page_t *segment_try_take(ebb_heap_t *heap, ebb_segment_t *seg, size_t slices) {
-  int first = find_free_run(seg->used_slices | seg->purging_slices, slices); /* racy hint */
+static uint64_t slices_to_avoid(const ebb_segment_t *seg, bool dirty_only) {
+  uint64_t avoid = seg->used_slices | seg->purging_slices;
+  return dirty_only ? avoid | ~seg->dirty_slices | seg->lazy_slices : avoid;
+}
+
+/* A run of `slices` free slices in seg (not being purged), or NULL.  With
+ * dirty_only, only a run whose memory is still resident (freed, not yet
+ * purged): reusing it costs no page faults and leaves nothing to decay. */
+static ebb_page_t *segment_try_take(ebb_heap_t *heap, ebb_segment_t *seg, size_t slices,
+                                    bool dirty_only) {
+  int first = find_free_run(slices_to_avoid(seg, dirty_only), slices); /* racy hint */
   if (first < 0) return NULL;
   ebb_page_t *page = take_run(heap, seg, (size_t)first, slices);
   if (page) return page;
   lock_acquire(&seg->lock); /* the purger claimed it meanwhile: look again */
-  first = find_free_run(seg->used_slices | seg->purging_slices, slices);
+  first = find_free_run(slices_to_avoid(seg, dirty_only), slices);
   lock_release(&seg->lock);
   return first < 0 ? NULL : take_run(heap, seg, (size_t)first, slices);
 }
@@ -216,15 +226,18 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap);
 
 /* A page of `slices` slices from one of the heap's segments, or a new one. */
 ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
-  for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
-    ebb_page_t *page = segment_try_take(heap, seg, slices);
-    if (page) return page;
-  }
+  /* Resident free slices first: taking clean ones while dirty ones wait for
+   * their decay would hold both. */
+  for (int dirty_only = 1; dirty_only >= 0; dirty_only--)
+    for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
+      ebb_page_t *page = segment_try_take(heap, seg, slices, dirty_only);
+      if (page) return page;
+    }
   for (;;) {
     ebb_segment_t *seg = heap->cached_empty;
     if (seg) {
       heap->cached_empty = NULL;
-    } else if ((seg = segment_reclaim(heap)) != NULL) {
+    } else if (!heap->is_shared && (seg = segment_reclaim(heap)) != NULL) {
       /* reclaimed with its live pages; it may or may not have room */
     } else if ((seg = pool_pop()) != NULL) {
       segment_reset_header(seg, heap);
@@ -237,14 +250,17 @@ ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
       continue;
     }
     seg_list_push(&heap->segments, seg);
-    ebb_page_t *page = segment_try_take(heap, seg, slices);
+    ebb_page_t *page = segment_try_take(heap, seg, slices, false);
     if (page) return page;
   }
 }
 
 static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
   heap_list_remove(heap, seg);
-  if (heap->cached_empty == NULL && heap->is_live) {
+  /* Still on the heap's remote stack: take it off (with the rest) before
+   * another heap can own it and a freer push it on that one's. */
+  if (atomic_load_explicit(&seg->remote_full, memory_order_seq_cst)) heap_handle_remote_full(heap);
+  if (heap->cached_empty == NULL && (heap->is_live || heap->is_shared)) {
     heap->cached_empty = seg;
   } else {
     pool_push(seg);
@@ -345,8 +361,8 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
   lock_release(&abandoned_lock);
   if (seg == NULL) return NULL;
   seg->next = seg->prev = NULL;
-  atomic_store_explicit(&seg->remote_full, 0, memory_order_relaxed);
-  atomic_store_explicit(&seg->owner, heap, memory_order_release);
+  atomic_store_explicit(&seg->owner, heap, memory_order_seq_cst); /* as in segment_reset_header */
+  atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
   uint32_t now = os_clock_ms();
   FOR_EACH_PAGE(seg, page) {
     page_set_owner_thread(page, heap->thread_id);

@@ -949,6 +949,117 @@ static void case_big_idle(void) {
   big_idle_part(true);
 }
 
+/* medium_idle: 64 MiB of medium blocks (16-64 KiB) from the shared heap,
+ * 7 of every 8 freed: they go to their pages' lists at once, where only
+ * the purger's pass over the shared heap's idle classes reaches them.
+ * Then the process sleeps: RSS must fall to about the kept eighth within
+ * the decay and a margin. */
+static void case_medium_idle(void) {
+  long long decay = ebb_option_get("decay_ms");
+  size_t base = rss_now();
+  uint64_t seed = 777;
+  void **all = NULL;
+  size_t total = 0;
+  while (total < 64 * MIB) {
+    size_t sz = log_size(&seed, 14, 16); /* 16 KiB .. 64 KiB */
+    void **o = malloc(sz);
+    if (!o) break;
+    memset(o, 0x4d, sz);
+    *o = all;
+    all = o;
+    total += sz;
+  }
+  void **keep = NULL;
+  for (size_t i = 0; all; i++) {
+    void **next = *all;
+    if (i % 8 == 0) {
+      *all = keep;
+      keep = all;
+    } else {
+      free(all);
+    }
+    all = next;
+  }
+  size_t peak = rss_now();
+  double t0 = now_s(), fell_at, limit = (decay > 0 ? (double)decay / 1000.0 : 0) + 2.0;
+  size_t after = wait_rss_below(base + (peak - base) / 3, t0, limit, NULL, &fell_at);
+  printf("medium_idle (decay %lld ms): base %.1f MiB, after the frees %.1f MiB, after %.1f MiB, fell "
+         "in %.2f s (deadline %.2f s)\n",
+         decay, mib(base), mib(peak), mib(after), fell_at, limit);
+  while (keep) {
+    void **next = *keep;
+    free(keep);
+    keep = next;
+  }
+  EXPECT(peak - base > 48 * MIB, "RSS rose by only %.1f MiB", mib(peak - base));
+  EXPECT(fell_at >= 0, "RSS still %.1f MiB %.2f s after the frees (base %.1f MiB, peak %.1f MiB): free "
+         "medium blocks taken into the shared heap were not given back", mib(after), limit, mib(base),
+         mib(peak));
+}
+
+/* medium_shared: a thread allocates 36 MiB of medium blocks (16-64 KiB),
+ * frees 7 of every 8 (so no page of its empties) and stays alive; then the
+ * main thread allocates 28 MiB.  Medium blocks come from one heap every
+ * thread shares, so the second thread reuses the first one's free blocks:
+ * ebb maps little more. */
+static size_t medium_fill(void ***list, uint64_t seed, size_t bytes) {
+  size_t total = 0;
+  while (total < bytes) {
+    void **o = malloc(log_size(&seed, 14, 16));
+    if (!o) break;
+    *o = *list;
+    *list = o;
+    total += malloc_usable_size(o);
+  }
+  return total;
+}
+
+static void medium_free_all(void **list) {
+  while (list) {
+    void **next = *list;
+    free(list);
+    list = next;
+  }
+}
+
+static void *medium_first_thread(void *arg) {
+  (void)arg;
+  void **list = NULL, **keep = NULL;
+  medium_fill(&list, 31, 36 * MIB);
+  for (size_t i = 0; list; i++) {
+    void **next = *list;
+    if (i % 8 == 0) {
+      *list = keep;
+      keep = list;
+    } else {
+      free(list);
+    }
+    list = next;
+  }
+  handoff_reach(1); /* alive until released */
+  medium_free_all(keep);
+  return NULL;
+}
+
+static void case_medium_shared(void) {
+  static ebb_stats_t before, after;
+  pthread_t first;
+  pthread_create(&first, NULL, medium_first_thread, NULL);
+  handoff_await(1);
+  ebb_stats_get(&before);
+  void **list = NULL;
+  size_t total = medium_fill(&list, 32, 28 * MIB);
+  ebb_stats_get(&after);
+  printf("medium_shared: the second thread allocated %.1f MiB; ebb mapped %.1f MiB before it, %.1f MiB "
+         "after\n", mib(total), mib(before.mapped_bytes), mib(after.mapped_bytes));
+  medium_free_all(list);
+  handoff_release();
+  pthread_join(first, NULL);
+  EXPECT(after.mapped_bytes < before.mapped_bytes + 8 * MIB,
+         "ebb mapped %.1f MiB more for medium blocks while another thread's %.1f MiB were free",
+         mib(after.mapped_bytes - before.mapped_bytes), mib(total));
+}
+
 /* stranded_pc: 2 producers allocate, 2 consumers free what they receive
  * (every free a remote one); RSS must not keep growing. */
 #define QCAP 1024
@@ -1199,6 +1310,8 @@ static int driver(void) {
       {"remote_late", NULL, {"EBB_DECAY_MS=2000", NULL}, false},
       {"stranded_pc", NULL, {NULL}, false},
       {"big_idle", NULL, {NULL}, false},
+      {"medium_idle", NULL, {NULL}, false},
+      {"medium_shared", NULL, {NULL}, false},
   };
   for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
     total++;
@@ -1227,6 +1340,8 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "remote_late") == 0) case_remote_late();
   else if (strcmp(g_case, "stranded_pc") == 0) case_stranded_pc();
   else if (strcmp(g_case, "big_idle") == 0) case_big_idle();
+  else if (strcmp(g_case, "medium_idle") == 0) case_medium_idle();
+  else if (strcmp(g_case, "medium_shared") == 0) case_medium_shared();
   else {
     fprintf(stderr, "t_purge: unknown case \"%s\"\n", g_case);
     return 2;
