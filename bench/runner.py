@@ -194,11 +194,14 @@ def c_workload(prog, threads, scale, sample=False):
 
 
 def service_metrics(r):
-    """Peak RSS over peak live bytes, from the workload's own samples."""
+    """Peak RSS over peak live bytes: the workload's own peak (read when a
+    big working set is complete), else the highest of its samples."""
     live = [(float(t), int(b)) for t, b in re.findall(r"^sample t=([\d.]+) live=(\d+)",
                                                       r["stdout"], re.M)]
     r["live"] = live
-    peak_live_kb = max((b for _, b in live), default=0) / 1024
+    m = re.search(r"^peak_live=(\d+)", r["stdout"], re.M)
+    peak_live = max([b for _, b in live] + ([int(m.group(1))] if m else []), default=0)
+    peak_live_kb = peak_live / 1024
     r["rss_over_live"] = r["rss_kb"] / peak_live_kb if peak_live_kb else None
     return r
 

@@ -15,7 +15,10 @@
  * ops is the same for every allocator.  A sampler thread prints
  * "sample t=SECONDS live=BYTES" every 100 ms, live being the bytes the
  * program holds (kept in per-worker atomic counters, summed by the
- * sampler), so RSS can be set against live memory over time.
+ * sampler), so RSS can be set against live memory over time.  The peak
+ * of live memory comes when a big working set is complete, which the
+ * 100 ms samples may miss: the worker that completes one reads the total
+ * then, and the run ends with "peak_live=BYTES", the highest total seen.
  *
  * Measures: throughput of a realistic mix, cross-thread frees through the
  * cache, and above all RSS / live over time: memory held in per-thread
@@ -48,11 +51,19 @@ static struct {
 static entry_t g_cache[CACHE];
 static uint64_t g_total, g_big_every;
 static _Atomic int g_done;
+static _Atomic int64_t g_peak_live;
 static double g_t0;
 
 static inline void live_add(wl_worker_t *w, int64_t d)
 {
     atomic_fetch_add_explicit(&w->live, d, memory_order_relaxed);
+}
+
+static void note_live(void)
+{
+    int64_t now = wl_live(), peak = atomic_load(&g_peak_live);
+    while (now > peak && !atomic_compare_exchange_weak(&g_peak_live, &peak, now))
+        ;
 }
 
 static void *alloc_fill(wl_worker_t *w, size_t n, int c)
@@ -98,6 +109,7 @@ static void big_build(wl_worker_t *w, uint64_t *rng, bigset_t *b, uint64_t now)
         got += n;
     }
     b->until = now + BIG_HOLD;
+    note_live();
 }
 
 static void big_free(wl_worker_t *w, bigset_t *b)
@@ -167,6 +179,7 @@ static void *worker(void *arg)
 
 static void print_sample(void)
 {
+    note_live();
     printf("sample t=%.3f live=%lld\n", now_sec() - g_t0, (long long)wl_live());
     fflush(stdout);
 }
@@ -204,6 +217,7 @@ int main(int argc, char **argv)
     atomic_store(&g_done, 1);
     join_threads(&smp, 1);
     print_sample();
+    printf("peak_live=%lld\n", (long long)atomic_load(&g_peak_live));
     for (size_t k = 0; k < CACHE; k++)
         if (g_cache[k].p)
             free_checked(&g_workers[0], g_cache[k].p, g_cache[k].n, 0xC5);
