@@ -41,9 +41,9 @@ static void *alloc_medium(size_t size, unsigned cls, bool zero) {
   }
   bool is_zero = block != NULL && page->is_zero;
   shared_heap_unlock();
-  /* Frees into the shared heap are all remote pushes, which never tell the
-   * purger: its slow path does (and starts it, once ebb maps enough). */
-  if (slow) purge_notify();
+  /* A program whose frees are all of medium blocks may never empty a page
+   * (which is what starts the purger otherwise). */
+  if (slow) purge_start_if_due();
   if (block == NULL) return NULL;
   if (zero) {
     if (is_zero) block->next = NULL; /* fresh memory: only the link was written */

@@ -463,6 +463,7 @@ ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls);
 bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block);
 void heap_reattach_all(ebb_heap_t *heap);
 void purge_notify(void);           /* something became free: the purger may have work */
+void purge_start_if_due(void);     /* start the purger once ebb maps enough; never wakes it */
 extern _Atomic bool ebb_purge_inline; /* no purger thread: the slow paths call purge_notify */
 void purge_all_now(void);          /* ebb_collect(true): everything free, whatever the decay */
 /* Before mapping `bytes` more: purge eagerly near the memory limit; false

@@ -597,6 +597,15 @@ void purge_notify(void) {
   lock_release(&purger_lock);
 }
 
+/* Start the purger if it is time, without waking it: the shared heap's
+ * slow path frees nothing, and waking an idle purger on each call would
+ * run a pass per call.  Asleep, the purger still looks once a second. */
+void purge_start_if_due(void) {
+  int state = atomic_load_explicit(&purger_state, memory_order_relaxed);
+  if (state == PURGER_RUNNING || state == PURGER_STARTING) return;
+  purge_notify();
+}
+
 /* ---- init and fork ----------------------------------------------------------- */
 void purge_init(void) {
   memory_limit = os_cgroup_memory_limit(ebb_opt.cgroup_path);
