@@ -30,6 +30,10 @@ static void *alloc_medium(size_t size, unsigned cls, bool zero) {
   }
   ebb_page_t *page = heap->queues[cls].first;
   ebb_block_t *block = page ? page->free : NULL;
+  if (block == NULL && page != NULL && page->local_free != NULL) {
+    page_collect(page); /* the frees since: taken in without the slow path */
+    block = page->free;
+  }
   bool slow = block == NULL;
   if (!slow) {
     page->free = block->next;
@@ -65,7 +69,20 @@ void *alloc_generic(size_t size, bool zero) {
   if (class_is_medium(cls)) return alloc_medium(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
-  return page_alloc_slow(heap, size, cls, zero);
+  /* Small sizes above EBB_DIRECT_MAX have no direct[] entry: the class's
+   * first page serves them as the fast path would, without the slow
+   * path's visit of the queue. */
+  ebb_page_t *page = heap->queues[cls].first;
+  ebb_block_t *block = page ? page->free : NULL;
+  if (block == NULL) return page_alloc_slow(heap, size, cls, zero);
+  page->free = block->next;
+  page->used_minus_one++;
+  page->alloc_count++;
+  if (zero) {
+    if (page->is_zero) block->next = NULL; /* fresh memory: only the link was written */
+    else memset(block, 0, size);
+  }
+  return block;
 }
 
 /* `alignment` is a power of two.  Up to 64 KiB it is met by a size class

@@ -206,8 +206,8 @@ typedef struct ebb_heap {
   _Atomic(ebb_segment_t *) remote_segments;
   bool is_live;                         /* belongs to a running thread */
   bool is_shared;                       /* the shared heap of medium blocks (heap.c) */
-  /* The shared heap's: when each class last took the slow path (ms), so
-   * the purger can tell a class nobody allocates any more. */
+  /* The shared heap's: when each class last took the slow path (ms, the
+   * coarse clock), so the purger can tell a class nobody allocates any more. */
   uint32_t class_used_at[EBB_CLASS_COUNT];
   uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
@@ -374,6 +374,7 @@ bool os_purge(void *p, size_t size);       /* give pages back, keep the range; f
 void os_write_all(int fd, const char *buf, size_t n); /* write(2) until done; never allocates */
 size_t os_rss_bytes(void);                  /* the process's RSS from /proc, 0 if unknown */
 uint32_t os_clock_ms(void);                 /* a monotonic millisecond clock (wraps) */
+uint32_t os_clock_ms_coarse(void);          /* the same, to a few ms, and cheaper to read */
 /* Has memory stamped `stamp` been free for decay_ms at `now`?  Never for a
  * negative decay; a stamp taken after `now` (freed while a pass runs) is not
  * old, it is young: the difference is signed. */

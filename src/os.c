@@ -159,6 +159,13 @@ uint32_t os_clock_ms(void) {
   return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
+/* The tick the kernel last counted (1-4 ms old): no TSC read. */
+uint32_t os_clock_ms_coarse(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
 /* Grow a mapping where it stands; false if the address space after it is
  * taken. */
 bool os_grow_in_place(void *p, size_t old_size, size_t new_size) {

@@ -365,7 +365,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (unlikely(atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) &&
       (++heap->slow_calls & 63) == 0)
     purge_notify();
-  if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms();
+  if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms_coarse();
   ebb_page_queue_t *q = &heap->queues[cls];
   /* Visit pages from the front, collecting each: pages with nothing go to
    * the full list, empty ones back to their segment, and of the first few

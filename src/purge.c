@@ -369,12 +369,11 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
 }
 
 /* ---- the shared heap's idle classes -------------------------------------------
- * Blocks freed into the shared heap's pages (purge_remote above gives back
- * those still waiting on remote lists) are taken in by the heap's slow
- * path, and then stay on their page's free list, resident, until some
- * thread allocates that class again.  Once none has for decay_ms, the
- * purger gives back the OS pages no live block touches, and retires pages
- * left empty.  It never waits for the heap's lock: if busy, next tick. */
+ * Blocks freed into the shared heap's pages stay on their page's lists,
+ * resident, until some thread allocates that class again.  Once none has
+ * for decay_ms, the purger gives back the OS pages no live block touches,
+ * and retires pages left empty.  It never waits for the heap's lock: if
+ * busy, next tick. */
 static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
   ebb_heap_t *heap = shared_heap_lock_existing(false);
   if (heap == NULL) return 0;
