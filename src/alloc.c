@@ -20,14 +20,15 @@ static ebb_heap_t *heap_for_alloc(void) {
  * the caller's writes, happens after the lock is dropped. */
 static void *alloc_medium(size_t size, unsigned cls, bool zero) {
   ebb_init();
-  ebb_heap_t *heap = shared_heap_lock();
-  if (heap == NULL) {
-    if (errno == ENOMEM) return NULL;
-    /* This thread holds the lock (an allocation made under it): its own
-     * heap serves instead; its frees go back there as they would. */
-    if ((heap = heap_for_alloc()) == NULL) return NULL;
-    return page_alloc_slow(heap, size, cls, zero);
+  unsigned slot = shared_slot_of(cls);
+  if (unlikely(shared_heap_held_here(slot))) {
+    /* An allocation made under the lock: this thread's own heap serves
+     * it; its frees go back there as they would. */
+    ebb_heap_t *own = heap_for_alloc();
+    return own ? page_alloc_slow(own, size, cls, zero) : NULL;
   }
+  ebb_heap_t *heap = shared_heap_lock(slot);
+  if (heap == NULL) return NULL;
   ebb_page_t *page = heap->queues[cls].first;
   ebb_block_t *block = page ? page->free : NULL;
   if (block == NULL && page != NULL && page->local_free != NULL) {
@@ -44,7 +45,7 @@ static void *alloc_medium(size_t size, unsigned cls, bool zero) {
     page = heap->queues[cls].first; /* the slow path puts the page it used first */
   }
   bool is_zero = block != NULL && page->is_zero;
-  shared_heap_unlock();
+  shared_heap_unlock(heap);
   /* A program whose frees are all of medium blocks may never empty a page
    * (which is what starts the purger otherwise). */
   if (slow) purge_start_if_due();
@@ -150,17 +151,18 @@ static EBB_NOINLINE void free_detached(ebb_segment_t *seg, ebb_page_t *page, voi
  * would (exact counts; a page that empties goes back to its segment at
  * once, for any class to reuse).  A thread freeing while it holds the lock
  * (a free made under it) pushes, as other threads' frees once did. */
-static EBB_NOINLINE void free_shared(ebb_segment_t *seg, ebb_page_t *page, void *p) {
-  ebb_heap_t *heap = shared_heap_lock();
-  if (heap == NULL) {
+static EBB_NOINLINE void free_shared(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page,
+                                     void *p) {
+  if (unlikely(shared_heap_held_here(heap->shared_slot))) {
     free_remote(seg, page, p);
     return;
   }
+  shared_heap_lock(heap->shared_slot); /* it exists: heap is it */
   ebb_block_t *block = p;
   block->next = page->local_free;
   page->local_free = block;
   if (unlikely(--page->used_minus_one < 0)) page_after_local_free(heap, page);
-  shared_heap_unlock();
+  shared_heap_unlock(heap);
 }
 
 void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
@@ -173,7 +175,7 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
   if (class_is_medium(page->class_idx)) {
     ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_relaxed);
     if (owner && owner->is_shared) { /* the shared heap never gives a segment up */
-      free_shared(seg, page, p);
+      free_shared(owner, seg, page, p);
       return;
     }
   }
@@ -316,10 +318,12 @@ EBB_EXPORT size_t ebb_good_size(size_t size) {
 }
 
 EBB_EXPORT void ebb_collect(bool force) {
-  ebb_heap_t *shared = shared_heap_lock_existing(force);
-  if (shared) {
-    heap_collect(shared, force);
-    shared_heap_unlock();
+  for (unsigned slot = 0; slot < EBB_SHARED_HEAPS; slot++) {
+    ebb_heap_t *shared = shared_heap_lock_existing(slot, force);
+    if (shared) {
+      heap_collect(shared, force);
+      shared_heap_unlock(shared);
+    }
   }
   ebb_heap_t *heap = force ? heap_for_alloc() : ebb_tls_heap;
   if (heap == NULL || heap == &ebb_empty_heap) return;

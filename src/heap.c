@@ -37,59 +37,74 @@ static void heap_thread_exit(void *arg);
  * service workload, 4 workers over 25 medium classes held about 100 MiB
  * free but resident that way, a third of the RSS.  Shared, any thread
  * reuses any free medium block and slice.  The lock covers a list pop (the
- * caller zeroes or writes the block after it), or the slow path; frees
- * take the remote path, one atomic push, since the heap's pages have no
- * owner thread.  jemalloc's arenas and tcmalloc's central lists also
- * serve their larger classes under a lock. */
-static ebb_lock_t shared_lock;
-static _Atomic(ebb_heap_t *) shared_heap; /* made once, under the lock */
-static _Atomic uintptr_t shared_holder;   /* thread id of the lock's holder */
+ * caller zeroes or writes the block after it), or the slow path; a free
+ * takes it too and does what an owner's free does, so counts stay exact
+ * and a page that empties goes back to its segment at once.  The heap's
+ * pages have no owner thread (owner_thread 0).  jemalloc's arenas and
+ * tcmalloc's central lists also serve their larger classes under a lock.
+ *
+ * There are EBB_SHARED_HEAPS of them, each with its own lock, and a class
+ * belongs to one (shared_slot_of): threads allocating different medium
+ * sizes seldom wait for each other, and every block of a class is still
+ * reusable by every thread.  Empty segments still go to the process-wide
+ * pool, so memory moves between them too. */
+static struct {
+  ebb_lock_t lock;
+  _Atomic(ebb_heap_t *) heap; /* made once, under the lock */
+  char pad_[64 - 2 * sizeof(uintptr_t)];
+} shared[EBB_SHARED_HEAPS];
+/* Bit i: this thread holds shared heap i's lock.  Thread-local, so the
+ * check costs no shared cache line. */
+__thread uint8_t ebb_shared_held;
+_Static_assert(EBB_SHARED_HEAPS <= 8, "one bit each in ebb_shared_held");
 
 static ebb_heap_t *heap_new(void);
 static void heap_reset(ebb_heap_t *heap);
 
-static ebb_heap_t *shared_heap_locked(void) {
-  atomic_store_explicit(&shared_holder, ebb_thread_id(), memory_order_relaxed);
-  ebb_heap_t *heap = atomic_load_explicit(&shared_heap, memory_order_relaxed);
+static ebb_heap_t *shared_heap_locked(unsigned slot) {
+  ebb_shared_held |= (uint8_t)(1u << slot);
+  ebb_heap_t *heap = atomic_load_explicit(&shared[slot].heap, memory_order_relaxed);
   if (heap == NULL) {
     if ((heap = heap_new()) == NULL) {
-      shared_heap_unlock();
+      ebb_shared_held &= (uint8_t)~(1u << slot);
+      lock_release(&shared[slot].lock);
       errno = ENOMEM;
       return NULL;
     }
     heap_reset(heap);
     heap->is_shared = true;
-    atomic_store_explicit(&shared_heap, heap, memory_order_release);
+    heap->shared_slot = (uint8_t)slot;
+    atomic_store_explicit(&shared[slot].heap, heap, memory_order_release);
   }
   return heap;
 }
 
-ebb_heap_t *shared_heap_lock(void) {
-  if (atomic_load_explicit(&shared_holder, memory_order_relaxed) == ebb_thread_id()) return NULL;
-  lock_acquire(&shared_lock);
-  return shared_heap_locked();
+ebb_heap_t *shared_heap_lock(unsigned slot) {
+  if (!lock_try(&shared[slot].lock)) lock_acquire(&shared[slot].lock);
+  return shared_heap_locked(slot);
 }
 
-ebb_heap_t *shared_heap_lock_existing(bool wait) {
-  if (atomic_load_explicit(&shared_heap, memory_order_acquire) == NULL) return NULL;
+ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
+  if (atomic_load_explicit(&shared[slot].heap, memory_order_acquire) == NULL) return NULL;
   if (wait) {
-    if (atomic_load_explicit(&shared_holder, memory_order_relaxed) == ebb_thread_id()) return NULL;
-    lock_acquire(&shared_lock);
-  } else if (!lock_try(&shared_lock)) {
+    if (shared_heap_held_here(slot)) return NULL;
+    lock_acquire(&shared[slot].lock);
+  } else if (!lock_try(&shared[slot].lock)) {
     return NULL;
   }
-  return shared_heap_locked();
+  return shared_heap_locked(slot);
 }
 
-void shared_heap_unlock(void) {
-  atomic_store_explicit(&shared_holder, 0, memory_order_relaxed);
-  lock_release(&shared_lock);
+void shared_heap_unlock(ebb_heap_t *heap) {
+  unsigned slot = heap->shared_slot;
+  ebb_shared_held &= (uint8_t)~(1u << slot);
+  lock_release(&shared[slot].lock);
 }
 
 /* Lock order: the shared heap (whose slow path may purge everything near
  * the memory limit), the purger's pass, the heap pool, then segment.c's. */
 static void prefork(void) {
-  lock_acquire(&shared_lock);
+  for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&shared[i].lock);
   purge_prefork();
   lock_acquire(&heap_pool_lock);
   segment_locks_prefork();
@@ -98,14 +113,14 @@ static void postfork_parent(void) {
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
   purge_postfork(false);
-  lock_release(&shared_lock);
+  for (unsigned i = EBB_SHARED_HEAPS; i-- > 0;) lock_release(&shared[i].lock);
 }
 static void postfork_child(void) {
   segment_locks_postfork(true);
   lock_reset(&heap_pool_lock);
   purge_postfork(true);
-  atomic_store(&shared_holder, 0);
-  lock_reset(&shared_lock);
+  for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_reset(&shared[i].lock);
+  ebb_shared_held = 0;
 }
 
 /* Once per process.  pthread_atfork may itself call malloc: a recursive

@@ -205,7 +205,8 @@ typedef struct ebb_heap {
    * remote freers push on and the owner takes whole. */
   _Atomic(ebb_segment_t *) remote_segments;
   bool is_live;                         /* belongs to a running thread */
-  bool is_shared;                       /* the shared heap of medium blocks (heap.c) */
+  bool is_shared;                       /* a shared heap of medium blocks (heap.c) */
+  uint8_t shared_slot;                  /* which one */
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */
   uint32_t class_used_at[EBB_CLASS_COUNT];
@@ -484,14 +485,20 @@ void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger
 
 /* ---- heap.c: thread heaps, and the shared heap of medium blocks ----------- */
 ebb_heap_t *heap_get_or_create(void);
-/* The shared heap, locked (created on first use); NULL with errno ENOMEM if
- * it cannot be made.  Re-entered by the thread holding it (an allocation
- * made while it works, such as by pthread_create), NULL without errno. */
-ebb_heap_t *shared_heap_lock(void);
+/* The shared heaps of medium blocks: a class belongs to one. */
+#define EBB_SHARED_HEAPS 4
+EBB_INLINE unsigned shared_slot_of(unsigned cls) { return cls % EBB_SHARED_HEAPS; }
+/* Shared heap `slot`, locked (created on first use); NULL with errno ENOMEM if
+ * it cannot be made.  The caller first checks shared_heap_held_here: an
+ * allocation or free made while this thread holds it (pthread_create
+ * starting the purger, say) must not wait for itself. */
+ebb_heap_t *shared_heap_lock(unsigned slot);
+extern __thread uint8_t ebb_shared_held;
+EBB_INLINE bool shared_heap_held_here(unsigned slot) { return (ebb_shared_held >> slot) & 1; }
 /* The shared heap locked if it exists (and, without wait, if its lock is
  * free), else NULL. */
-ebb_heap_t *shared_heap_lock_existing(bool wait);
-void shared_heap_unlock(void);
+ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait);
+void shared_heap_unlock(ebb_heap_t *heap);
 void ebb_init(void);
 
 /* ---- alloc.c: the slow paths behind fastpath.h --------------------------- */

@@ -375,13 +375,14 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
  * and retires pages left empty.  It never waits for the heap's lock: if
  * busy, next tick. */
 static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
-  ebb_heap_t *heap = shared_heap_lock_existing(false);
-  if (heap == NULL) return 0;
-  if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
-    heap_handle_remote_full(heap); /* full pages freed into: back in their queues */
   size_t left = 0;
+  /* The lock is taken class by class: allocating threads wait for at most
+   * one class's madvise calls. */
   for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c <= EBB_MEDIUM_CLASS_MAX; c++) {
-    if (heap->queues[c].first == NULL) continue;
+    ebb_heap_t *heap = shared_heap_lock_existing(shared_slot_of(c), false);
+    if (heap == NULL) continue;
+    if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
+      heap_handle_remote_full(heap); /* full pages freed into: back in their queues */
     bool idle = force || decay_reached(now, heap->class_used_at[c], decay_ms);
     ebb_page_t *next;
     for (ebb_page_t *page = heap->queues[c].first; page; page = next) {
@@ -398,8 +399,8 @@ static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
         segment_page_free(heap, segment_of(page), page);
       }
     }
+    shared_heap_unlock(heap);
   }
-  shared_heap_unlock();
   return left;
 }
 
