@@ -137,14 +137,10 @@ static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t *
   return page;
 }
 
-/* A checked block whose page this thread does not own: a huge block (any
- * thread unmaps it), a page this thread handed to the purger, or another
- * thread's page (one atomic push). */
-static EBB_NOINLINE void free_detached(ebb_segment_t *seg, ebb_page_t *page, void *p) {
-  if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == ebb_tls_heap &&
-      heap_free_sparse(ebb_tls_heap, page, p))
-    return;
-  free_remote(seg, page, p);
+/* A block of a page this thread handed to the purger: the sparse path
+ * (under the heap's sparse lock, never waiting), else one atomic push. */
+static EBB_NOINLINE void free_detached_own(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+  if (!heap_free_sparse(ebb_tls_heap, page, p)) free_remote(seg, page, p);
 }
 
 /* A medium block back to the shared heap: under its lock, as its owner
@@ -165,9 +161,18 @@ static EBB_NOINLINE void free_shared(ebb_heap_t *heap, ebb_segment_t *seg, ebb_p
   shared_heap_unlock(heap);
 }
 
+/* A checked block whose page this thread does not own: a page it handed
+ * to the purger, a huge block (any thread unmaps it), a shared heap's
+ * block, or another thread's page (one atomic push, also for another
+ * thread's detached page). */
 void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
   /* The rare cases are tail calls, so the common one (another thread's
-   * page: one push) needs no stack frame. */
+   * page: one push) needs no stack frame.  The first test reads only the
+   * page descriptor, already in cache. */
+  if (page->owner_thread == (ebb_thread_id() | EBB_OWNER_DETACHED)) {
+    free_detached_own(seg, page, p);
+    return;
+  }
   if (unlikely(seg->kind == EBB_SEGMENT_HUGE)) {
     huge_free(seg, page);
     return;
@@ -178,10 +183,6 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
       free_shared(owner, seg, page, p);
       return;
     }
-  }
-  if (unlikely(page->detached)) { /* a sparse page, in the purger's hands */
-    free_detached(seg, page, p);
-    return;
   }
   free_remote(seg, page, p);
 }

@@ -131,10 +131,12 @@ typedef struct ebb_page {
   uint64_t block_bound;
   uint64_t head_delta;      /* bytes back to the span's head descriptor */
   /* Thread id of the owner, whose frees go to local_free; 0 for pages of
-   * exited threads, pages handed to the purger, and huge blocks, whose frees
-   * all take the atomic path.  Changed only by the owner (or, for a page
-   * with none, by the thread adopting it), so a thread never sees its own id
-   * here unless the page is its own. */
+   * exited threads, the shared heaps' pages and huge blocks, whose frees
+   * take the atomic path or a lock; the owner's id | EBB_OWNER_DETACHED for
+   * a page the owner handed to the purger (its frees take the sparse path).
+   * Changed only by the owner (or, for a page with none, by the thread
+   * adopting it), so a thread never sees its own id here unless the page is
+   * its own. */
   uintptr_t owner_thread;
   /* cold */
   _Atomic(ebb_block_t *) thread_free; /* frees from other threads */
@@ -160,6 +162,8 @@ _Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
 _Static_assert(offsetof(ebb_page_t, thread_free) == 64, "remote frees touch the second line");
 
 enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
+/* Thread ids are aligned addresses: bit 0 is free to mark a detached page. */
+#define EBB_OWNER_DETACHED ((uintptr_t)1)
 
 typedef struct { _Atomic int held; } ebb_lock_t;
 

@@ -143,7 +143,7 @@ void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page) {
   page_harvest_stats(page);
   page->detached = DETACHED_DIRTY;
   page->stamp = os_clock_ms();
-  page_set_owner_thread(page, 0);
+  page_set_owner_thread(page, heap->thread_id | EBB_OWNER_DETACHED);
   lock_acquire(&heap->sparse_lock);
   page_queue_push(&heap->sparse[page->class_idx], page);
   lock_release(&heap->sparse_lock);
