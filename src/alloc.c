@@ -37,9 +37,7 @@ static void *alloc_medium(size_t size, unsigned cls, bool zero) {
   }
   bool slow = block == NULL;
   if (!slow) {
-    page->free = block->next;
-    page->used_minus_one++;
-    page->alloc_count++;
+    page_pop(page);
   } else {
     block = page_alloc_slow(heap, size, cls, false);
     page = heap->queues[cls].first; /* the slow path puts the page it used first */
@@ -50,10 +48,7 @@ static void *alloc_medium(size_t size, unsigned cls, bool zero) {
    * (which is what starts the purger otherwise). */
   if (slow) purge_start_if_due();
   if (block == NULL) return NULL;
-  if (zero) {
-    if (is_zero) block->next = NULL; /* fresh memory: only the link was written */
-    else memset(block, 0, size);
-  }
+  if (zero) block_zero(block, size, is_zero);
   return block;
 }
 
@@ -74,16 +69,8 @@ void *alloc_generic(size_t size, bool zero) {
    * first page serves them as the fast path would, without the slow
    * path's visit of the queue. */
   ebb_page_t *page = heap->queues[cls].first;
-  ebb_block_t *block = page ? page->free : NULL;
-  if (block == NULL) return page_alloc_slow(heap, size, cls, zero);
-  page->free = block->next;
-  page->used_minus_one++;
-  page->alloc_count++;
-  if (zero) {
-    if (page->is_zero) block->next = NULL; /* fresh memory: only the link was written */
-    else memset(block, 0, size);
-  }
-  return block;
+  if (page == NULL || page->free == NULL) return page_alloc_slow(heap, size, cls, zero);
+  return page_take(page, size, zero);
 }
 
 /* `alignment` is a power of two.  Up to 64 KiB it is met by a size class

@@ -353,6 +353,25 @@ EBB_INLINE void page_mark_full(ebb_page_t *page, bool full) {
   if (full != page_marked_full(page))
     page->used_minus_one += full ? EBB_USED_FULL_BIAS : -EBB_USED_FULL_BIAS;
 }
+/* Hand out the first block of the page's (non-empty) free list. */
+EBB_INLINE ebb_block_t *page_pop(ebb_page_t *page) {
+  ebb_block_t *block = page->free;
+  page->free = block->next;
+  page->used_minus_one++;
+  page->alloc_count++;
+  return block;
+}
+/* Zero a block for calloc: fresh memory (is_zero) has only its link set. */
+EBB_INLINE void block_zero(ebb_block_t *block, size_t size, bool is_zero) {
+  if (is_zero) block->next = NULL;
+  else __builtin_memset(block, 0, size);
+}
+EBB_INLINE void *page_take(ebb_page_t *page, size_t size, bool zero) {
+  bool is_zero = page->is_zero;
+  ebb_block_t *block = page_pop(page);
+  if (zero) block_zero(block, size, is_zero);
+  return block;
+}
 void page_set_geometry(ebb_page_t *page, size_t block_size, uint32_t reserved);
 void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page);
 

@@ -343,17 +343,6 @@ static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t
 }
 
 /* ---- the allocation slow path -------------------------------------------- */
-static void *page_take(ebb_page_t *page, size_t size, bool zero) {
-  ebb_block_t *block = page->free;
-  page->free = block->next;
-  page->used_minus_one++;
-  page->alloc_count++;
-  if (zero) {
-    if (page->is_zero) block->next = NULL;
-    else memset(block, 0, size);
-  }
-  return block;
-}
 
 /* How many pages with free blocks the slow path compares before choosing. */
 #define EBB_PAGE_CANDIDATES 4

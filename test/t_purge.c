@@ -800,14 +800,53 @@ static void handoff_await(int stage) {
   pthread_mutex_unlock(&g_mu);
 }
 
+/* Chains: blocks linked through their first word. */
+/* Allocate blocks of log_size(lo, hi), each filled with `fill`, onto
+ * *chain until `bytes` (as requested) are held; returns the bytes. */
+static size_t chain_fill(void ***chain, uint64_t *seed, unsigned lo, unsigned hi, size_t bytes,
+                         int fill) {
+  size_t total = 0;
+  while (total < bytes) {
+    size_t sz = log_size(seed, lo, hi);
+    void **o = malloc(sz);
+    if (!o) break;
+    memset(o, fill, sz);
+    *o = *chain;
+    *chain = o;
+    total += sz;
+  }
+  return total;
+}
+
+/* Keep every `every`-th block of the chain (the first among them), free
+ * the others; returns the chain of the kept. */
+static void **chain_keep_every(void **chain, size_t every) {
+  void **keep = NULL;
+  for (size_t i = 0; chain; i++) {
+    void **next = *chain;
+    if (i % every == 0) {
+      *chain = keep;
+      keep = chain;
+    } else {
+      free(chain);
+    }
+    chain = next;
+  }
+  return keep;
+}
+
+static void chain_free(void **chain) {
+  while (chain) {
+    void **next = *chain;
+    free(chain);
+    chain = next;
+  }
+}
+
 static void *handoff_freer(void *arg) {
   (void)arg;
   handoff_await(1);
-  for (void **list = g_handoff_list; list;) {
-    void **next = *list;
-    free(list);
-    list = next;
-  }
+  chain_free(g_handoff_list);
   handoff_reach(2);
   return NULL;
 }
@@ -823,29 +862,8 @@ static void *remote_owner(void *arg) {
   (void)arg;
   uint64_t seed = 4242;
   void **all = NULL; /* every object, linked */
-  size_t total = 0, n = 0;
-  while (total < 64 * MIB) {
-    size_t sz = log_size(&seed, 4, 10);
-    void **o = malloc(sz);
-    if (!o) break;
-    memset(o, 0x6d, sz);
-    *o = all;
-    all = o;
-    total += sz;
-    n++;
-  }
-  void **keep = NULL;
-  for (size_t i = 0; all; i++) {
-    void **next = *all;
-    if (i % 16 == 0) {
-      *all = keep;
-      keep = all;
-    } else {
-      free(all);
-    }
-    all = next;
-  }
-  g_handoff_list = keep;
+  chain_fill(&all, &seed, 4, 10, 64 * MIB, 0x6d);
+  g_handoff_list = chain_keep_every(all, 16);
   handoff_reach(1);
   return NULL;
 }
@@ -902,15 +920,7 @@ static void *big_owner(void *arg) {
   } else {
     uint64_t seed = 99;
     void **list = NULL;
-    for (size_t total = 0; total < 48 * MIB;) {
-      size_t sz = log_size(&seed, 14, 19);
-      void **o = malloc(sz);
-      if (!o) break;
-      memset(o, 0x5c, sz);
-      *o = list;
-      list = o;
-      total += sz;
-    }
+    chain_fill(&list, &seed, 14, 19, 48 * MIB, 0x5c);
     g_handoff_list = list;
   }
   handoff_reach(1);
@@ -959,38 +969,15 @@ static void case_medium_idle(void) {
   size_t base = rss_now();
   uint64_t seed = 777;
   void **all = NULL;
-  size_t total = 0;
-  while (total < 64 * MIB) {
-    size_t sz = log_size(&seed, 14, 16); /* 16 KiB .. 64 KiB */
-    void **o = malloc(sz);
-    if (!o) break;
-    memset(o, 0x4d, sz);
-    *o = all;
-    all = o;
-    total += sz;
-  }
-  void **keep = NULL;
-  for (size_t i = 0; all; i++) {
-    void **next = *all;
-    if (i % 8 == 0) {
-      *all = keep;
-      keep = all;
-    } else {
-      free(all);
-    }
-    all = next;
-  }
+  chain_fill(&all, &seed, 14, 16, 64 * MIB, 0x4d); /* 16 KiB .. 64 KiB */
+  void **keep = chain_keep_every(all, 8);
   size_t peak = rss_now();
   double t0 = now_s(), fell_at, limit = (decay > 0 ? (double)decay / 1000.0 : 0) + 2.0;
   size_t after = wait_rss_below(base + (peak - base) / 3, t0, limit, NULL, &fell_at);
   printf("medium_idle (decay %lld ms): base %.1f MiB, after the frees %.1f MiB, after %.1f MiB, fell "
          "in %.2f s (deadline %.2f s)\n",
          decay, mib(base), mib(peak), mib(after), fell_at, limit);
-  while (keep) {
-    void **next = *keep;
-    free(keep);
-    keep = next;
-  }
+  chain_free(keep);
   EXPECT(peak - base > 48 * MIB, "RSS rose by only %.1f MiB", mib(peak - base));
   EXPECT(fell_at >= 0, "RSS still %.1f MiB %.2f s after the frees (base %.1f MiB, peak %.1f MiB): free "
          "medium blocks taken into the shared heap were not given back", mib(after), limit, mib(base),
@@ -1002,42 +989,14 @@ static void case_medium_idle(void) {
  * main thread allocates 28 MiB.  Medium blocks come from one heap every
  * thread shares, so the second thread reuses the first one's free blocks:
  * ebb maps little more. */
-static size_t medium_fill(void ***list, uint64_t seed, size_t bytes) {
-  size_t total = 0;
-  while (total < bytes) {
-    void **o = malloc(log_size(&seed, 14, 16));
-    if (!o) break;
-    *o = *list;
-    *list = o;
-    total += malloc_usable_size(o);
-  }
-  return total;
-}
-
-static void medium_free_all(void **list) {
-  while (list) {
-    void **next = *list;
-    free(list);
-    list = next;
-  }
-}
-
 static void *medium_first_thread(void *arg) {
   (void)arg;
-  void **list = NULL, **keep = NULL;
-  medium_fill(&list, 31, 36 * MIB);
-  for (size_t i = 0; list; i++) {
-    void **next = *list;
-    if (i % 8 == 0) {
-      *list = keep;
-      keep = list;
-    } else {
-      free(list);
-    }
-    list = next;
-  }
+  uint64_t seed = 31;
+  void **list = NULL;
+  chain_fill(&list, &seed, 14, 16, 36 * MIB, 0x4e);
+  void **keep = chain_keep_every(list, 8);
   handoff_reach(1); /* alive until released */
-  medium_free_all(keep);
+  chain_free(keep);
   return NULL;
 }
 
@@ -1047,12 +1006,13 @@ static void case_medium_shared(void) {
   pthread_create(&first, NULL, medium_first_thread, NULL);
   handoff_await(1);
   ebb_stats_get(&before);
+  uint64_t seed = 32;
   void **list = NULL;
-  size_t total = medium_fill(&list, 32, 28 * MIB);
+  size_t total = chain_fill(&list, &seed, 14, 16, 28 * MIB, 0x4f);
   ebb_stats_get(&after);
   printf("medium_shared: the second thread allocated %.1f MiB; ebb mapped %.1f MiB before it, %.1f MiB "
          "after\n", mib(total), mib(before.mapped_bytes), mib(after.mapped_bytes));
-  medium_free_all(list);
+  chain_free(list);
   handoff_release();
   pthread_join(first, NULL);
   EXPECT(after.mapped_bytes < before.mapped_bytes + 8 * MIB,
