@@ -29,20 +29,29 @@ static void *alloc_medium(size_t size, unsigned cls, bool zero) {
   }
   ebb_heap_t *heap = shared_heap_lock(slot);
   if (heap == NULL) return NULL;
+  /* The class's first page serves without the slow path: its free list,
+   * the frees since (collected), or its next block never handed out
+   * (medium pages are carved one block at a time, so that memory is
+   * touched only when used). */
   ebb_page_t *page = heap->queues[cls].first;
-  ebb_block_t *block = page ? page->free : NULL;
-  if (block == NULL && page != NULL && page->local_free != NULL) {
-    page_collect(page); /* the frees since: taken in without the slow path */
-    block = page->free;
+  ebb_block_t *block = NULL;
+  bool is_zero = false;
+  if (page != NULL) {
+    if (page->free == NULL && page->local_free != NULL) page_collect(page);
+    if (page->free != NULL) {
+      is_zero = page->is_zero;
+      block = page_pop(page);
+    } else if (page->capacity < page->reserved && !page->purged) {
+      is_zero = page->mem_fresh;
+      block = page_carve_one(page);
+    }
   }
   bool slow = block == NULL;
-  if (!slow) {
-    page_pop(page);
-  } else {
+  if (slow) {
     block = page_alloc_slow(heap, size, cls, false);
     page = heap->queues[cls].first; /* the slow path puts the page it used first */
+    is_zero = block != NULL && page->is_zero;
   }
-  bool is_zero = block != NULL && page->is_zero;
   shared_heap_unlock(heap);
   /* A program whose frees are all of medium blocks may never empty a page
    * (which is what starts the purger otherwise). */
@@ -134,13 +143,13 @@ static EBB_NOINLINE void free_detached_own(ebb_segment_t *seg, ebb_page_t *page,
  * would (exact counts; a page that empties goes back to its segment at
  * once, for any class to reuse).  A thread freeing while it holds the lock
  * (a free made under it) pushes, as other threads' frees once did. */
-static EBB_NOINLINE void free_shared(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page,
-                                     void *p) {
-  if (unlikely(shared_heap_held_here(heap->shared_slot))) {
+static EBB_NOINLINE void free_shared(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+  unsigned slot = shared_slot_of(page->class_idx);
+  if (unlikely(shared_heap_held_here(slot))) {
     free_remote(seg, page, p);
     return;
   }
-  shared_heap_lock(heap->shared_slot); /* it exists: heap is it */
+  ebb_heap_t *heap = shared_heap_lock(slot); /* it exists: it made the page */
   ebb_block_t *block = p;
   block->next = page->local_free;
   page->local_free = block;
@@ -148,28 +157,31 @@ static EBB_NOINLINE void free_shared(ebb_heap_t *heap, ebb_segment_t *seg, ebb_p
   shared_heap_unlock(heap);
 }
 
-/* A checked block whose page this thread does not own: a page it handed
- * to the purger, a huge block (any thread unmaps it), a shared heap's
- * block, or another thread's page (one atomic push, also for another
- * thread's detached page). */
+/* A block of a page with a marked owner: the shared heaps' pages, and
+ * pages handed to the purger, this thread's (the sparse path) or another's
+ * (one atomic push). */
+static EBB_NOINLINE void free_marked_owner(ebb_segment_t *seg, ebb_page_t *page, void *p,
+                                           uintptr_t owner) {
+  if (owner == EBB_OWNER_SHARED) free_shared(seg, page, p);
+  else if (owner == (ebb_thread_id() | EBB_OWNER_DETACHED)) free_detached_own(seg, page, p);
+  else free_remote(seg, page, p);
+}
+
+/* A checked block whose page this thread does not own: a shared heap's
+ * block, a page handed to the purger, a huge block (any thread unmaps it),
+ * or another thread's page (one atomic push). */
 void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
-  /* The rare cases are tail calls, so the common one (another thread's
-   * page: one push) needs no stack frame.  The first test reads only the
-   * page descriptor, already in cache. */
-  if (page->owner_thread == (ebb_thread_id() | EBB_OWNER_DETACHED)) {
-    free_detached_own(seg, page, p);
+  /* Thread ids are aligned: one test of the page descriptor (already in
+   * cache) sends the marked owners aside.  The rare cases are tail calls,
+   * so the common one (another thread's page) needs no stack frame. */
+  uintptr_t owner = page->owner_thread;
+  if (owner & (EBB_OWNER_DETACHED | EBB_OWNER_SHARED)) {
+    free_marked_owner(seg, page, p, owner);
     return;
   }
   if (unlikely(seg->kind == EBB_SEGMENT_HUGE)) {
     huge_free(seg, page);
     return;
-  }
-  if (class_is_medium(page->class_idx)) {
-    ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_relaxed);
-    if (owner && owner->is_shared) { /* the shared heap never gives a segment up */
-      free_shared(owner, seg, page, p);
-      return;
-    }
   }
   free_remote(seg, page, p);
 }

@@ -48,63 +48,46 @@ static void heap_thread_exit(void *arg);
  * sizes seldom wait for each other, and every block of a class is still
  * reusable by every thread.  Empty segments still go to the process-wide
  * pool, so memory moves between them too. */
-static struct {
-  ebb_lock_t lock;
-  _Atomic(ebb_heap_t *) heap; /* made once, under the lock */
-  char pad_[64 - 2 * sizeof(uintptr_t)];
-} shared[EBB_SHARED_HEAPS];
-/* Bit i: this thread holds shared heap i's lock.  Thread-local, so the
- * check costs no shared cache line. */
+ebb_shared_slot_t ebb_shared[EBB_SHARED_HEAPS];
 __thread uint8_t ebb_shared_held;
 _Static_assert(EBB_SHARED_HEAPS <= 8, "one bit each in ebb_shared_held");
 
 static ebb_heap_t *heap_new(void);
 static void heap_reset(ebb_heap_t *heap);
 
-static ebb_heap_t *shared_heap_locked(unsigned slot) {
-  ebb_shared_held |= (uint8_t)(1u << slot);
-  ebb_heap_t *heap = atomic_load_explicit(&shared[slot].heap, memory_order_relaxed);
+/* First use of shared heap `slot`, whose lock the caller holds (with its
+ * held bit set). */
+EBB_NOINLINE ebb_heap_t *shared_heap_create_locked(unsigned slot) {
+  ebb_heap_t *heap = heap_new();
   if (heap == NULL) {
-    if ((heap = heap_new()) == NULL) {
-      ebb_shared_held &= (uint8_t)~(1u << slot);
-      lock_release(&shared[slot].lock);
-      errno = ENOMEM;
-      return NULL;
-    }
-    heap_reset(heap);
-    heap->is_shared = true;
-    heap->shared_slot = (uint8_t)slot;
-    atomic_store_explicit(&shared[slot].heap, heap, memory_order_release);
+    ebb_shared_held &= (uint8_t)~(1u << slot);
+    lock_release(&ebb_shared[slot].lock);
+    errno = ENOMEM;
+    return NULL;
   }
+  heap_reset(heap);
+  heap->is_shared = true;
+  heap->shared_slot = (uint8_t)slot;
+  heap->thread_id = EBB_OWNER_SHARED; /* its pages' owner_thread */
+  atomic_store_explicit(&ebb_shared[slot].heap, heap, memory_order_release);
   return heap;
 }
 
-ebb_heap_t *shared_heap_lock(unsigned slot) {
-  if (!lock_try(&shared[slot].lock)) lock_acquire(&shared[slot].lock);
-  return shared_heap_locked(slot);
-}
-
 ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
-  if (atomic_load_explicit(&shared[slot].heap, memory_order_acquire) == NULL) return NULL;
+  if (atomic_load_explicit(&ebb_shared[slot].heap, memory_order_acquire) == NULL) return NULL;
   if (wait) {
     if (shared_heap_held_here(slot)) return NULL;
-    lock_acquire(&shared[slot].lock);
-  } else if (!lock_try(&shared[slot].lock)) {
-    return NULL;
+    return shared_heap_lock(slot);
   }
-  return shared_heap_locked(slot);
-}
-
-void shared_heap_unlock(ebb_heap_t *heap) {
-  unsigned slot = heap->shared_slot;
-  ebb_shared_held &= (uint8_t)~(1u << slot);
-  lock_release(&shared[slot].lock);
+  if (!lock_try(&ebb_shared[slot].lock)) return NULL;
+  ebb_shared_held |= (uint8_t)(1u << slot);
+  return atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
 }
 
 /* Lock order: the shared heap (whose slow path may purge everything near
  * the memory limit), the purger's pass, the heap pool, then segment.c's. */
 static void prefork(void) {
-  for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&shared[i].lock);
+  for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&ebb_shared[i].lock);
   purge_prefork();
   lock_acquire(&heap_pool_lock);
   segment_locks_prefork();
@@ -113,13 +96,13 @@ static void postfork_parent(void) {
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
   purge_postfork(false);
-  for (unsigned i = EBB_SHARED_HEAPS; i-- > 0;) lock_release(&shared[i].lock);
+  for (unsigned i = EBB_SHARED_HEAPS; i-- > 0;) lock_release(&ebb_shared[i].lock);
 }
 static void postfork_child(void) {
   segment_locks_postfork(true);
   lock_reset(&heap_pool_lock);
   purge_postfork(true);
-  for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_reset(&shared[i].lock);
+  for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_reset(&ebb_shared[i].lock);
   ebb_shared_held = 0;
 }
 

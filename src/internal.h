@@ -131,9 +131,10 @@ typedef struct ebb_page {
   uint64_t block_bound;
   uint64_t head_delta;      /* bytes back to the span's head descriptor */
   /* Thread id of the owner, whose frees go to local_free; 0 for pages of
-   * exited threads, the shared heaps' pages and huge blocks, whose frees
-   * take the atomic path or a lock; the owner's id | EBB_OWNER_DETACHED for
-   * a page the owner handed to the purger (its frees take the sparse path).
+   * exited threads and huge blocks, whose frees take the atomic path;
+   * EBB_OWNER_SHARED for the shared heaps' pages, freed under their lock;
+   * the owner's id | EBB_OWNER_DETACHED for a page the owner handed to the
+   * purger (its frees take the sparse path).
    * Changed only by the owner (or, for a page with none, by the thread
    * adopting it), so a thread never sees its own id here unless the page is
    * its own. */
@@ -162,8 +163,10 @@ _Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
 _Static_assert(offsetof(ebb_page_t, thread_free) == 64, "remote frees touch the second line");
 
 enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
-/* Thread ids are aligned addresses: bit 0 is free to mark a detached page. */
+/* Thread ids are aligned addresses: bit 0 is free to mark a detached page,
+ * and 2 is no thread's id. */
 #define EBB_OWNER_DETACHED ((uintptr_t)1)
+#define EBB_OWNER_SHARED ((uintptr_t)2)
 
 typedef struct { _Atomic int held; } ebb_lock_t;
 
@@ -372,6 +375,15 @@ EBB_INLINE void *page_take(ebb_page_t *page, size_t size, bool zero) {
   if (zero) block_zero(block, size, is_zero);
   return block;
 }
+/* Hand out the page's next block never carved (its free lists empty and
+ * no purged holes): nothing is written to it, so only its user touches it. */
+EBB_INLINE ebb_block_t *page_carve_one(ebb_page_t *page) {
+  ebb_block_t *block = (ebb_block_t *)(page->start + (size_t)page->capacity * page->block_size);
+  page->capacity++;
+  page->used_minus_one++;
+  page->alloc_count++;
+  return block;
+}
 void page_set_geometry(ebb_page_t *page, size_t block_size, uint32_t reserved);
 void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page);
 
@@ -485,7 +497,31 @@ EBB_INLINE void page_disarm_sparse(ebb_page_t *page) {
 uint16_t page_sparse_mark(const ebb_page_t *page);
 void heap_detach_sparse(ebb_heap_t *heap, ebb_page_t *page);
 ebb_page_t *heap_reattach_sparse(ebb_heap_t *heap, unsigned cls);
-bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block);
+/* page->detached: on a sparse list, DIRTY (free memory not purged; stamped
+ * when detached), PURGED, or FRESH: purged, then freed into, not yet
+ * stamped.  Frees into a DIRTY page keep its stamp (its decay runs from the
+ * detach); the purger stamps a FRESH page when it sees it, so the owner's
+ * frees never read the clock.  The purger adds BUSY while it works on the
+ * page off the list. */
+enum { DETACHED_DIRTY = 1, DETACHED_PURGED = 2, DETACHED_FRESH = 3, DETACHED_BUSY = 4 };
+bool heap_free_sparse_rare(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block);
+/* The owner frees a block of its own sparse page: under the heap's sparse
+ * lock (never waiting: false sends the caller down the atomic path), so the
+ * count stays exact.  Inline: a program that frees most of what it
+ * allocated frees the last eighth of many pages this way. */
+EBB_INLINE bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
+  if (!lock_try(&heap->sparse_lock)) return false;
+  /* Detached, the page is neither full nor armed: used is used_minus_one + 1. */
+  int32_t used_minus_one = page->used_minus_one;
+  if (unlikely((page->detached & DETACHED_BUSY) || used_minus_one <= 0))
+    return heap_free_sparse_rare(heap, page, block); /* busy, freed twice, or now empty */
+  block->next = page->local_free;
+  page->local_free = block;
+  page->used_minus_one = used_minus_one - 1;
+  if (page->detached == DETACHED_PURGED) page->detached = DETACHED_FRESH;
+  lock_release(&heap->sparse_lock);
+  return true;
+}
 void heap_reattach_all(ebb_heap_t *heap);
 void purge_notify(void);           /* something became free: the purger may have work */
 void purge_start_if_due(void);     /* start the purger once ebb maps enough; never wakes it */
@@ -511,17 +547,36 @@ ebb_heap_t *heap_get_or_create(void);
 /* The shared heaps of medium blocks: a class belongs to one. */
 #define EBB_SHARED_HEAPS 4
 EBB_INLINE unsigned shared_slot_of(unsigned cls) { return cls % EBB_SHARED_HEAPS; }
+typedef struct {
+  ebb_lock_t lock;
+  _Atomic(ebb_heap_t *) heap; /* made once, under the lock */
+  char pad_[64 - 2 * sizeof(uintptr_t)];
+} ebb_shared_slot_t;
+extern ebb_shared_slot_t ebb_shared[EBB_SHARED_HEAPS];
+/* Bit i: this thread holds shared heap i's lock.  Thread-local, so the
+ * check costs no shared cache line. */
+extern __thread uint8_t ebb_shared_held;
+EBB_INLINE bool shared_heap_held_here(unsigned slot) { return (ebb_shared_held >> slot) & 1; }
+ebb_heap_t *shared_heap_create_locked(unsigned slot);
 /* Shared heap `slot`, locked (created on first use); NULL with errno ENOMEM if
  * it cannot be made.  The caller first checks shared_heap_held_here: an
  * allocation or free made while this thread holds it (pthread_create
- * starting the purger, say) must not wait for itself. */
-ebb_heap_t *shared_heap_lock(unsigned slot);
-extern __thread uint8_t ebb_shared_held;
-EBB_INLINE bool shared_heap_held_here(unsigned slot) { return (ebb_shared_held >> slot) & 1; }
+ * starting the purger, say) must not wait for itself.  Inline: every
+ * medium allocation and free takes it. */
+EBB_INLINE ebb_heap_t *shared_heap_lock(unsigned slot) {
+  if (unlikely(!lock_try(&ebb_shared[slot].lock))) lock_acquire(&ebb_shared[slot].lock);
+  ebb_shared_held |= (uint8_t)(1u << slot);
+  ebb_heap_t *heap = atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
+  return likely(heap != NULL) ? heap : shared_heap_create_locked(slot);
+}
+EBB_INLINE void shared_heap_unlock(ebb_heap_t *heap) {
+  unsigned slot = heap->shared_slot;
+  ebb_shared_held &= (uint8_t)~(1u << slot);
+  lock_release(&ebb_shared[slot].lock);
+}
 /* The shared heap locked if it exists (and, without wait, if its lock is
  * free), else NULL. */
 ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait);
-void shared_heap_unlock(ebb_heap_t *heap);
 void ebb_init(void);
 
 /* ---- alloc.c: the slow paths behind fastpath.h --------------------------- */

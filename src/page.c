@@ -193,7 +193,18 @@ static void queue_first_changed(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *first = heap->queues[cls].first;
   ebb_page_t *target = first ? first : &ebb_empty_page;
   size_t lo = cls == 1 ? 0 : class_size(cls - 1) + 1;
-  for (size_t i = lo; i <= size; i++) heap->direct[i] = target;
+  /* A class spans 8 to 128 sizes, so this runs on every slow path that
+   * switches pages: four stores a turn (paired into vector stores) instead
+   * of one. */
+  ebb_page_t **entry = &heap->direct[lo];
+  size_t n = size - lo + 1, i = 0;
+  for (; i + 4 <= n; i += 4) {
+    entry[i] = target;
+    entry[i + 1] = target;
+    entry[i + 2] = target;
+    entry[i + 3] = target;
+  }
+  for (; i < n; i++) entry[i] = target;
 }
 
 static void list_remove(ebb_page_queue_t *q, ebb_page_t *page) {
@@ -314,6 +325,7 @@ static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
  * negative: the page was on the full list, or dropped to its sparse mark,
  * or is now empty, or the count went below empty (a block freed twice). */
 static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page);
+static EBB_NOINLINE void page_after_full_free(ebb_heap_t *heap, ebb_page_t *page);
 
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
   /* The common case first: the class's current small page is empty again
@@ -321,7 +333,16 @@ void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
   if (page->used_minus_one == -1 && page->class_idx <= EBB_SMALL_CLASS_MAX &&
       heap->queues[page->class_idx].first == page)
     return;
-  page_after_local_free_rare(heap, page);
+  if (page_marked_full(page)) page_after_full_free(heap, page);
+  else page_after_local_free_rare(heap, page);
+}
+
+/* A full page with a block free again (pages that fill and drain by turns):
+ * back to its queue, rearmed; nothing more unless that leaves it at its
+ * sparse mark or empty.  A full page cannot go below empty. */
+static EBB_NOINLINE void page_after_full_free(ebb_heap_t *heap, ebb_page_t *page) {
+  page_unfull(heap, page);
+  if (page->used_minus_one < 0) page_after_local_free_rare(heap, page);
 }
 
 static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page) {

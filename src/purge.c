@@ -55,14 +55,6 @@ static size_t memory_limit;         /* in effect: the option, else the cgroup's 
  * a thread. */
 #define PURGER_START_MAPPED ((size_t)8 << 20)
 
-/* page->detached: on a sparse list, DIRTY (free memory not purged; stamped
- * when detached), PURGED, or FRESH: purged, then freed into, not yet
- * stamped.  Frees into a DIRTY page keep its stamp (its decay runs from the
- * detach); the purger stamps a FRESH page when it sees it, so the owner's
- * frees never read the clock.  The purger adds BUSY while it works on the
- * page off the list. */
-enum { DETACHED_DIRTY = 1, DETACHED_PURGED = 2, DETACHED_FRESH = 3, DETACHED_BUSY = 4 };
-
 /* ---- purge units of a page ------------------------------------------------- */
 size_t page_unit_size(const ebb_page_t *page) {
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
@@ -178,13 +170,12 @@ static void retire_sparse_empty_locked(ebb_heap_t *heap) {
   }
 }
 
-/* The owner frees a block of its own sparse page: under the heap's sparse
- * lock (never waiting: false sends the caller down the atomic path), so the
- * count stays exact and a page that empties goes back to its segment at
- * once instead of waiting for the purger. */
-bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
-  if (!lock_try(&heap->sparse_lock)) return false;
-  if (page->detached & DETACHED_BUSY) { /* the purger is working on it */
+/* heap_free_sparse's other cases (internal.h), with sparse_lock held: the
+ * purger is working on the page, the block was freed twice, or the page
+ * empties and goes back to its segment at once instead of waiting for the
+ * purger. */
+bool heap_free_sparse_rare(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
+  if (page->detached & DETACHED_BUSY) {
     lock_release(&heap->sparse_lock);
     return false;
   }
@@ -195,8 +186,7 @@ bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
   block->next = page->local_free;
   page->local_free = block;
   page->used_minus_one--;
-  if (page->detached == DETACHED_PURGED) page->detached = DETACHED_FRESH;
-  if (page_used(page) != 0) {
+  if (page_used(page) != 0) { /* only if the caller misread a biased count */
     lock_release(&heap->sparse_lock);
     return true;
   }
