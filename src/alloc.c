@@ -74,10 +74,16 @@ void *alloc_generic(size_t size, bool zero) {
   if (class_is_medium(cls)) return alloc_medium(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
-  /* Small sizes above EBB_DIRECT_MAX have no direct[] entry: the class's
-   * first page serves them as the fast path would, without the slow
-   * path's visit of the queue. */
+  /* The class's first page serves without the slow path's visit of the
+   * queue: sizes above EBB_DIRECT_MAX have no direct[] entry, and for any
+   * size the owner's frees since the fast path emptied the list are taken
+   * in here (a loop over a few live blocks lives on them).  Without a
+   * purger thread, the slow path's calls are what run the purge passes:
+   * then it keeps them all. */
   ebb_page_t *page = heap->queues[cls].first;
+  if (page != NULL && page->free == NULL && page->local_free != NULL &&
+      !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed))
+    page_collect(page);
   if (page == NULL || page->free == NULL) return page_alloc_slow(heap, size, cls, zero);
   return page_take(page, size, zero);
 }
@@ -135,7 +141,7 @@ static ebb_page_t *page_checked(const void *p, const char *call, ebb_segment_t *
 
 /* A block of a page this thread handed to the purger: the sparse path
  * (under the heap's sparse lock, never waiting), else one atomic push. */
-static EBB_NOINLINE void free_detached_own(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+static inline void free_detached_own(ebb_segment_t *seg, ebb_page_t *page, void *p) {
   if (!heap_free_sparse(ebb_tls_heap, page, p)) free_remote(seg, page, p);
 }
 
