@@ -564,7 +564,10 @@ ebb_heap_t *shared_heap_create_locked(unsigned slot);
  * starting the purger, say) must not wait for itself.  Inline: every
  * medium allocation and free takes it. */
 EBB_INLINE ebb_heap_t *shared_heap_lock(unsigned slot) {
-  if (unlikely(!lock_try(&ebb_shared[slot].lock))) lock_acquire(&ebb_shared[slot].lock);
+  /* Exchange first, without lock_try's look: the line is usually in
+   * another core's cache, and a look then an exchange fetch it twice. */
+  if (unlikely(atomic_exchange_explicit(&ebb_shared[slot].lock.held, 1, memory_order_acquire)))
+    lock_acquire(&ebb_shared[slot].lock);
   ebb_shared_held |= (uint8_t)(1u << slot);
   ebb_heap_t *heap = atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
   return likely(heap != NULL) ? heap : shared_heap_create_locked(slot);
