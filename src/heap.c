@@ -40,7 +40,8 @@ static void heap_thread_exit(void *arg);
  * caller zeroes or writes the block after it), or the slow path; a free
  * takes it too and does what an owner's free does, so counts stay exact
  * and a page that empties goes back to its segment at once.  The heap's
- * pages have no owner thread (owner_thread 0).  jemalloc's arenas and
+ * pages are marked EBB_OWNER_SHARED, which no thread's id is, so the free
+ * path tells them apart with one test.  jemalloc's arenas and
  * tcmalloc's central lists also serve their larger classes under a lock.
  *
  * There are EBB_SHARED_HEAPS of them, each with its own lock, and a class

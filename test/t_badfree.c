@@ -242,6 +242,20 @@ int main(void) {
       free(p);
     }
   }
+  /* The last block of a page its owner handed to the purger (sparse), freed
+   * twice: the first free takes the owner's sparse path, empties the page
+   * and gives it back to its segment; the second must find no block there.
+   * Freed last to first, the four pages of 1 KiB blocks are each unfulled
+   * behind the queue's first page (the last one), so the first page drops
+   * to its sparse mark away from the front and is handed over. */
+  {
+    enum { N = 256 };
+    static void *blocks[N];
+    for (int i = 0; i < N; i++) blocks[i] = block(1000);
+    for (int i = N - 1; i >= 1; i--) free(blocks[i]);
+    run_case("double free of the last block of a sparse page", C_DOUBLE_FREE, blocks[0], E_ABORT);
+    free(blocks[0]);
+  }
   printf("%d cases\n", cases_run);
   TEST_DONE();
 }
