@@ -180,6 +180,7 @@ static void heap_thread_exit(void *arg) {
   /* Later destructors may still allocate: they get a fresh heap. */
   ebb_tls_heap = &ebb_empty_heap;
   heap->is_live = false;
+  medium_cache_flush(heap, true);
   segments_abandon(heap);
   stats_retire_heap(heap);
   lock_acquire(&heap_pool_lock);

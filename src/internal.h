@@ -105,6 +105,10 @@ EBB_INLINE size_t page_slices_for(size_t block_size) {
 EBB_INLINE bool class_is_medium(unsigned cls) {
   return cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CLASS_MAX;
 }
+/* Medium classes up to this one (32 KiB) have a slot in each thread's
+ * medium cache (alloc.c): at most 300 KiB a thread. */
+#define EBB_MEDIUM_CACHE_CLASS_MAX 73u /* class_size(73) == 32 KiB, checked in unit_internal */
+#define EBB_MEDIUM_CACHE_CLASSES (EBB_MEDIUM_CACHE_CLASS_MAX - EBB_SMALL_CLASS_MAX)
 
 /* ---- blocks, pages, segments, heaps ------------------------------------- */
 typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
@@ -231,6 +235,13 @@ typedef struct ebb_heap {
   ebb_lock_t sparse_lock;
   ebb_page_queue_t sparse[EBB_CLASS_COUNT];
   ebb_page_queue_t sparse_empty;        /* every block free: to be retired */
+  /* The thread's medium cache (alloc.c): a block it freed, one a class,
+   * for its next allocation of that class.  Only the owner puts blocks in;
+   * the owner, the purger (from an idle thread) and ebb_collect take them
+   * out, each with one exchange.  Empty once the thread has exited. */
+  _Atomic(ebb_block_t *) medium_cache[EBB_MEDIUM_CACHE_CLASSES];
+  _Atomic uint32_t medium_cache_ops;    /* bumped by the owner: the purger's idle test */
+  uint32_t medium_cache_seen;           /* the purger's: the count at its last pass */
 } ebb_heap_t;
 
 /* ---- global state -------------------------------------------------------- */
@@ -583,6 +594,19 @@ ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait);
 void ebb_init(void);
 
 /* ---- alloc.c: the slow paths behind fastpath.h --------------------------- */
+EBB_INLINE _Atomic(ebb_block_t *) *medium_cache_slot(ebb_heap_t *heap, unsigned cls) {
+  return &heap->medium_cache[cls - EBB_SMALL_CLASS_MAX - 1];
+}
+/* Give the blocks in `heap`'s medium cache back to the shared heaps; with
+ * wait, under their locks (never while holding the purger's), else without
+ * waiting (a busy heap gets them as other threads' frees). */
+void medium_cache_flush(ebb_heap_t *heap, bool wait);
+/* The owner used its cache (only it writes the count). */
+EBB_INLINE void medium_cache_touch(ebb_heap_t *heap) {
+  atomic_store_explicit(&heap->medium_cache_ops,
+                        atomic_load_explicit(&heap->medium_cache_ops, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
 void *alloc_generic(size_t size, bool zero);
 void *alloc_aligned(size_t alignment, size_t size, bool zero);
 void free_generic(void *p, const char *call, size_t checked_size);

@@ -394,6 +394,30 @@ static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
   return left;
 }
 
+/* ---- threads' medium caches -----------------------------------------------------
+ * A thread that has not used its medium cache since the last pass (a tick
+ * ago) is idle: its cached blocks go back to the shared heaps, without
+ * waiting for their locks, so the shared heap's idle classes can be purged.
+ * Returns what active threads still cache, so the passes go on. */
+static size_t medium_caches_idle(bool force) {
+  size_t left = 0;
+  for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
+       heap = heap->all_next) {
+    uint32_t ops = atomic_load_explicit(&heap->medium_cache_ops, memory_order_relaxed);
+    bool idle = force || ops == heap->medium_cache_seen;
+    heap->medium_cache_seen = ops;
+    for (unsigned i = 0; i < EBB_MEDIUM_CACHE_CLASSES; i++)
+      if (atomic_load_explicit(&heap->medium_cache[i], memory_order_relaxed) != NULL) {
+        if (idle) {
+          medium_cache_flush(heap, false);
+          break;
+        }
+        left += class_size(EBB_SMALL_CLASS_MAX + 1 + i);
+      }
+  }
+  return left;
+}
+
 /* One pass over everything ebb holds free.  Returns the bytes still
  * waiting for their decay (0: nothing left to do). */
 static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
@@ -408,6 +432,7 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
        seg = seg->all_next)
     left += segment_purge_free(seg, now, decay_ms, force) +
             segment_purge_remote(seg, now, decay_ms, force);
+  left += medium_caches_idle(force);
   left += purge_shared_idle(now, decay_ms, force);
   left += huge_cache_decay(now, decay_ms, force);
   return left;

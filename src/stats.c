@@ -60,6 +60,7 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
 
 EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
   memset(st, 0, sizeof *st);
+  size_t medium_cached[EBB_CLASS_COUNT] = {0}; /* blocks in threads' medium caches */
   ebb_init();
   for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) st->classes[c].block_size = class_size(c);
 
@@ -67,6 +68,9 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
        heap = heap->all_next) {
     if (heap->is_live) st->threads++;
     for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) st->classes[c].allocs += heap->stat_allocs[c];
+    for (unsigned i = 0; i < EBB_MEDIUM_CACHE_CLASSES; i++)
+      if (atomic_load_explicit(&heap->medium_cache[i], memory_order_relaxed) != NULL)
+        medium_cached[EBB_SMALL_CLASS_MAX + 1 + i]++;
     st->remote_frees += heap->stat_remote_frees;
   }
   for (unsigned c = 1; c < EBB_CLASS_COUNT; c++)
@@ -96,6 +100,15 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
   st->huge_requested_bytes = atomic_load_explicit(&ebb_huge_requested_bytes, memory_order_relaxed);
   st->resident_bytes += huge_mapped + cached;
 
+  /* Blocks in the threads' medium caches are free, though their pages
+   * count them as used. */
+  for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c <= EBB_MEDIUM_CACHE_CLASS_MAX; c++) {
+    ebb_class_stats_t *k = &st->classes[c];
+    size_t n = medium_cached[c] < k->live_blocks ? medium_cached[c] : k->live_blocks;
+    k->live_blocks -= n;
+    k->live_bytes -= n * k->block_size;
+    k->free_resident_bytes += n * k->block_size;
+  }
   for (unsigned c = 0; c < EBB_CLASS_COUNT; c++) {
     ebb_class_stats_t *k = &st->classes[c];
     k->frees = k->allocs > k->live_blocks ? k->allocs - k->live_blocks : 0;

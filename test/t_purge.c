@@ -58,6 +58,7 @@
 #include "testutil.h"
 
 #define KIB ((size_t)1 << 10)
+#define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
 #define BURST_BYTES (256 * MIB)
 #define KEEP_EVERY 50
@@ -1020,6 +1021,74 @@ static void case_medium_shared(void) {
          mib(after.mapped_bytes - before.mapped_bytes), mib(total));
 }
 
+/* medium_cache: each thread keeps the last medium block it freed of each
+ * class up to 32 KiB, for its next allocation of that class.  A thread
+ * fills its cache (one block of each such class, freed) and sleeps.  The
+ * statistics must not count the cached blocks as live.  Then, in "idle"
+ * mode, the purger must take them from the sleeping thread and give them
+ * back to the shared heap, whose pages empty and are retired; in "collect"
+ * mode (no purger thread), ebb_collect(true) must. */
+static void *medium_cache_thread(void *arg) {
+  (void)arg;
+  void *blocks[16];
+  for (int i = 0; i < 16; i++) {
+    size_t kib = i < 8 ? 9 + (size_t)i : 18 + 2 * (size_t)(i - 8); /* 9..16, 18..32 KiB */
+    blocks[i] = malloc(kib * KIB);
+    if (blocks[i]) memset(blocks[i], 0x5a, kib * KIB);
+  }
+  for (int i = 0; i < 16; i++) free(blocks[i]);
+  handoff_reach(1); /* alive, with a full cache, until released */
+  return NULL;
+}
+
+static void medium_cache_classes(size_t *pages, size_t *live) {
+  static ebb_stats_t st;
+  ebb_stats_get(&st);
+  *pages = *live = 0;
+  for (unsigned c = 0; c < EBB_STATS_CLASSES; c++)
+    if (st.classes[c].block_size > 8 * KIB && st.classes[c].block_size <= 32 * KIB) {
+      *pages += st.classes[c].pages;
+      *live += st.classes[c].live_blocks;
+    }
+}
+
+static void case_medium_cache(const char *mode) {
+  bool idle = strcmp(mode, "idle") == 0;
+  if (idle) { /* a burst, so the purger thread starts */
+    uint64_t seed = 99;
+    void **all = NULL;
+    chain_fill(&all, &seed, 6, 10, 24 * MIB, 0x61);
+    chain_free(all);
+  }
+  pthread_t t;
+  pthread_create(&t, NULL, medium_cache_thread, NULL);
+  handoff_await(1);
+  size_t pages, live;
+  medium_cache_classes(&pages, &live);
+  size_t pages_cached = pages, live_cached = live;
+  double t0 = now_s(), waited = 0;
+  if (idle) { /* no calls into ebb but the statistics' */
+    double limit = (double)ebb_option_get("decay_ms") / 1000.0 + 2.0;
+    while (pages != 0 && (waited = now_s() - t0) < limit) {
+      usleep(20000);
+      medium_cache_classes(&pages, &live);
+    }
+  } else {
+    ebb_collect(true);
+    medium_cache_classes(&pages, &live);
+  }
+  printf("medium_cache %s: with the thread's cache full, %zu pages and %zu live blocks of 9-32 KiB; "
+         "%s, %zu pages (%.2f s)\n",
+         mode, pages_cached, live_cached, idle ? "the thread asleep" : "after ebb_collect(true)", pages,
+         waited);
+  handoff_release();
+  pthread_join(t, NULL);
+  EXPECT(pages_cached > 0, "no page of 9-32 KiB blocks in use: the thread's frees were not cached");
+  EXPECT(live_cached == 0, "%zu blocks in the thread's medium cache counted as live", live_cached);
+  EXPECT(pages == 0, "%zu pages of 9-32 KiB blocks still in use: %s did not give back the thread's "
+         "medium cache", pages, idle ? "the purger" : "ebb_collect(true)");
+}
+
 /* stranded_pc: 2 producers allocate, 2 consumers free what they receive
  * (every free a remote one); RSS must not keep growing. */
 #define QCAP 1024
@@ -1272,6 +1341,8 @@ static int driver(void) {
       {"big_idle", NULL, {NULL}, false},
       {"medium_idle", NULL, {NULL}, false},
       {"medium_shared", NULL, {NULL}, false},
+      {"medium_cache", "idle", {NULL}, false},
+      {"medium_cache", "collect", {"EBB_BACKGROUND=0", NULL}, false},
   };
   for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
     total++;
@@ -1302,6 +1373,7 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "big_idle") == 0) case_big_idle();
   else if (strcmp(g_case, "medium_idle") == 0) case_medium_idle();
   else if (strcmp(g_case, "medium_shared") == 0) case_medium_shared();
+  else if (strcmp(g_case, "medium_cache") == 0) case_medium_cache(mode);
   else {
     fprintf(stderr, "t_purge: unknown case \"%s\"\n", g_case);
     return 2;

@@ -23,6 +23,7 @@ static void test_size_classes(void) {
   CHECK(class_size(EBB_SMALL_CLASS_MAX) == EBB_SMALL_MAX && class_size(EBB_SMALL_CLASS_MAX + 1) > EBB_SMALL_MAX);
   CHECK(class_size(EBB_MEDIUM_CLASS_MAX) == EBB_MEDIUM_MAX && class_size(EBB_MEDIUM_CLASS_MAX + 1) > EBB_MEDIUM_MAX);
   CHECK(!class_is_medium(EBB_SMALL_CLASS_MAX) && class_is_medium(EBB_SMALL_CLASS_MAX + 1) && class_is_medium(EBB_MEDIUM_CLASS_MAX) && !class_is_medium(EBB_MEDIUM_CLASS_MAX + 1));
+  CHECK(class_size(EBB_MEDIUM_CACHE_CLASS_MAX) == ((size_t)32 << 10) && class_is_medium(EBB_MEDIUM_CACHE_CLASS_MAX));
   CHECK(size_class_of(0) == 1);
   /* every size up to the largest class gets a class that fits it */
   for (size_t n = 0; n <= EBB_LARGE_MAX; n += (n < 65536 ? 1 : 61)) {
