@@ -160,15 +160,6 @@ static inline void free_detached_own(ebb_segment_t *seg, ebb_page_t *page, void 
   if (!heap_free_sparse(ebb_tls_heap, page, p)) free_remote(seg, page, p);
 }
 
-/* A medium block back to its shared heap, locked: as its owner would
- * (exact counts; a page that empties goes back to its segment at once,
- * for any class to reuse). */
-static void free_shared_locked(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
-  block->next = page->local_free;
-  page->local_free = block;
-  if (unlikely(--page->used_minus_one < 0)) page_after_local_free(heap, page);
-}
-
 /* A medium block to its shared heap, without the thread's cache.  With
  * wait, under the heap's lock; without, only if the lock is free.  A
  * thread holding the lock (a free made under it), or finding it busy,
@@ -182,7 +173,8 @@ static void free_to_shared(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *bl
     free_remote(seg, page, block);
     return;
   }
-  free_shared_locked(heap, page, block);
+  free_local_in(heap, page, block); /* as its owner would: exact counts, and a
+                                      * page that empties goes back at once */
   shared_heap_unlock(heap);
 }
 

@@ -171,9 +171,9 @@ static void retire_sparse_empty_locked(ebb_heap_t *heap) {
 }
 
 /* heap_free_sparse's other cases (internal.h), with sparse_lock held: the
- * purger is working on the page, the block was freed twice, or the page
- * empties and goes back to its segment at once instead of waiting for the
- * purger. */
+ * purger is working on the page, the block was freed twice, or (used is
+ * 1) the page empties and goes back to its segment at once instead of
+ * waiting for the purger. */
 bool heap_free_sparse_rare(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
   if (page->detached & DETACHED_BUSY) {
     lock_release(&heap->sparse_lock);
@@ -186,10 +186,6 @@ bool heap_free_sparse_rare(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *bloc
   block->next = page->local_free;
   page->local_free = block;
   page->used_minus_one--;
-  if (page_used(page) != 0) { /* only if the caller misread a biased count */
-    lock_release(&heap->sparse_lock);
-    return true;
-  }
   page_queue_remove(&heap->sparse[page->class_idx], page);
   lock_release(&heap->sparse_lock);
   take_back(heap, page);
