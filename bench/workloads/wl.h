@@ -17,8 +17,10 @@
  *     cc -std=gnu11 -O2 -g -pthread -fno-builtin-malloc -fno-builtin-free \
  *        -fno-builtin-calloc -fno-builtin-realloc NAME.c -o NAME -lm
  *
- * In here: the command line (-t THREADS, -s SCALE), failure reports, the
- * per-thread random generator, timing, block stamps and their checks, thread
+ * In here: the command line (-t THREADS, -s SCALE, and a workload's own
+ * options), failure reports, the per-thread random generator, timing,
+ * output with write(2) and the RSS read from /proc/self/statm (for phases
+ * without allocator calls), block stamps and their checks, thread
  * start and join, and the usual shape of main(): n worker threads, each with
  * its share of the work, whose allocator calls are summed into "ops=N", the
  * last line of stdout.  Also the hot-object loop that cache_thrash and
@@ -36,6 +38,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -50,12 +53,25 @@
 /* ---- command line -------------------------------------------------------- */
 
 static int g_threads;         /* -t: worker threads (default: online CPUs)   */
+static int g_threads_given;   /* whether -t was on the command line          */
 static double g_scale = 1.0;  /* -s: multiplier of the amount of work        */
+
+/* A workload with options of its own defines, before including wl.h,
+   WL_OPTS (their getopt letters, e.g. "m:") and WL_OPTS_USAGE (e.g.
+   " [-m churn|pool]"), and then defines wl_option(): called with each such
+   option letter and its argument, it returns 0 if the argument is bad. */
+#ifdef WL_OPTS
+#define WL_HAS_OPTS 1
+static int wl_option(int c, const char *arg);
+#else
+#define WL_OPTS ""
+#define WL_OPTS_USAGE ""
+#endif
 
 static inline void usage(void) __attribute__((noreturn));
 static inline void usage(void)
 {
-    fprintf(stderr, "usage: " WL_NAME " [-t THREADS] [-s SCALE]\n");
+    fprintf(stderr, "usage: " WL_NAME " [-t THREADS] [-s SCALE]" WL_OPTS_USAGE "\n");
     exit(2);
 }
 
@@ -64,7 +80,7 @@ static inline void parse_args(int argc, char **argv)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     g_threads = n > 0 ? (int)n : 1;
     int c;
-    while ((c = getopt(argc, argv, "t:s:")) != -1) {
+    while ((c = getopt(argc, argv, "t:s:" WL_OPTS)) != -1) {
         char *end;
         switch (c) {
         case 't':
@@ -73,6 +89,7 @@ static inline void parse_args(int argc, char **argv)
             if (errno || *end || n < 1 || n > 4096)
                 usage();
             g_threads = (int)n;
+            g_threads_given = 1;
             break;
         case 's':
             errno = 0;
@@ -81,6 +98,10 @@ static inline void parse_args(int argc, char **argv)
                 usage();
             break;
         default:
+#ifdef WL_HAS_OPTS
+            if (c != '?' && c != ':' && wl_option(c, optarg))
+                break;
+#endif
             usage();
         }
     }
@@ -179,6 +200,91 @@ static inline void sleep_until(const struct timespec *ts)
 {
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ts, NULL) == EINTR)
         ;
+}
+
+/* ---- output and RSS without the allocator ---------------------------------------- */
+
+/* For what a workload prints while it must not call the allocator (stdio
+   may allocate): text built in a stack buffer and written with write(2). */
+static inline char *put_str(char *p, const char *s)
+{
+    while (*s)
+        *p++ = *s++;
+    return p;
+}
+
+static inline char *put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* Seconds with three decimals. */
+static inline char *put_secs(char *p, double t)
+{
+    uint64_t ms = t > 0 ? (uint64_t)(t * 1000.0 + 0.5) : 0;
+    p = put_u64(p, ms / 1000);
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100 % 10);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    return p;
+}
+
+static inline void put_line(const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t k = write(1, buf, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        buf += k;
+        len -= (size_t)k;
+    }
+}
+
+/* Writes "LABEL t=SECONDS" (e.g. "freed_at t=1.234") as one line. */
+static inline void put_time_line(const char *label, double t)
+{
+    char buf[96], *p = buf;
+    p = put_str(p, label);
+    p = put_str(p, " t=");
+    p = put_secs(p, t);
+    *p++ = '\n';
+    put_line(buf, (size_t)(p - buf));
+}
+
+/* The process's resident set in KiB, from /proc/self/statm read with
+   open(2)/read(2) (no stdio, so no allocator call); 0 if unreadable. */
+static inline uint64_t rss_kib_now(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return 0;
+    buf[k] = 0;
+    const char *q = buf;
+    while (*q && *q != ' ') /* skip the size field */
+        q++;
+    uint64_t pages = 0;
+    while (*q == ' ')
+        q++;
+    while (*q >= '0' && *q <= '9')
+        pages = pages * 10 + (uint64_t)(*q++ - '0');
+    long pg = sysconf(_SC_PAGESIZE);
+    return pages * (uint64_t)(pg > 0 ? pg : 4096) / 1024;
 }
 
 /* ---- amount of work ------------------------------------------------------------ */
