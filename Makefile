@@ -83,8 +83,10 @@ test: test-bins
 
 # ---- bench ---------------------------------------------------------------
 # QUICK=1: tiny sizes and one run, a smoke test (part of make test).
+# EXTRA="name=/path/lib.so ...": more allocators beside the default five.
+# BUSY=N: N CPU hogs beside every run.
 bench: all
-	@bench/run.sh $(if $(QUICK),--quick)
+	@bench/run.sh $(if $(QUICK),--quick) $(if $(EXTRA),--extra "$(EXTRA)") $(if $(BUSY),--busy $(BUSY))
 
 # ---- demo ----------------------------------------------------------------
 # A tokio/hyper service under wrk, once per allocator (about 12 minutes);

@@ -10,6 +10,12 @@ and peak RSS, each also as a ratio to ebb, with geometric means at the end.
 
 Results go to bench/results/ (quick runs to bench/results/quick/):
 results.json, results.csv, timeseries-*.csv and PNG charts (gnuplot).
+
+--extra "NAME=PATH ..." appends more preloadable allocators to the default
+five; results.txt ends with a summary against Debian's four peers (glibc,
+mimalloc, jemalloc, tcmalloc) and, apart, the extras.  --busy N runs N CPU
+hogs (bench/tools/hog.c) beside every run; the burst-busy workload always
+runs 4.
 """
 import argparse
 import csv
@@ -42,6 +48,11 @@ PEERS = {
 }
 APT_NAMES = {"mimalloc": "libmimalloc2.0", "jemalloc": "libjemalloc2",
              "tcmalloc": "libtcmalloc-minimal4"}
+DEFAULT_ALLOCATORS = "ebb,glibc,mimalloc,jemalloc,tcmalloc"
+# The peers the criteria are stated against; any other allocator is an extra.
+DEBIAN_PEERS = ("glibc", "mimalloc", "jemalloc", "tcmalloc")
+HOG_BOUND_S = 900  # a hog exits by itself after this, whatever happens to the runner
+BURST_BUSY_HOGS = 4
 
 
 def log(msg):
@@ -169,6 +180,30 @@ def run_process(cmd, env, sample_period=None, stdin_path=None, cwd=None, timeout
             "stdout": out, "samples": samples}
 
 
+class Hogs:
+    """N busy CPU loops (bench/tools/hog) for the duration of a with block.
+    Each dies with the runner (PR_SET_PDEATHSIG) or after HOG_BOUND_S."""
+
+    def __init__(self, n):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        for _ in range(self.n):
+            self.procs.append(subprocess.Popen([str(BUILD / "hog"), str(HOG_BOUND_S)],
+                                               stdin=subprocess.DEVNULL,
+                                               stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL))
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+        return False
+
+
 # ---- workloads --------------------------------------------------------------
 
 class Workload:
@@ -176,17 +211,18 @@ class Workload:
     and rss_kb; `binding` says how the program reaches its allocator."""
 
     def __init__(self, name, title, run, binding="calls malloc through libc's symbols: "
-                 "LD_PRELOAD replaces it", extra_cols=()):
+                 "LD_PRELOAD replaces it", extra_cols=(), hogs=None):
         self.name, self.title, self.run, self.binding = name, title, run, binding
         self.extra_cols = extra_cols
+        self.hogs = hogs  # CPU hogs beside each run; None: the runner's --busy
 
 
-def c_workload(prog, threads, scale, sample=False):
+def c_workload(prog, threads, scale, sample=False, args=()):
     exe = BUILD / prog
 
     def run(lib):
-        r = run_process([str(exe), "-t", str(threads), "-s", str(scale)], preload_env(lib),
-                        sample_period=0.05 if sample else None)
+        r = run_process([str(exe), "-t", str(threads), "-s", str(scale)] + list(args),
+                        preload_env(lib), sample_period=0.05 if sample else None)
         m = re.search(r"^ops=(\d+)", r["stdout"], re.M)
         r["ops"] = int(m.group(1)) if m else None
         return r
@@ -207,10 +243,14 @@ def service_metrics(r):
 
 
 def burst_metrics(r):
-    """RSS 1 s and 10 s after the workload reports its frees done."""
+    """RSS 1 s, 2 s and 10 s after the workload reports its frees done, and
+    the free phase's length (from freeing_at to freed_at)."""
     m = re.search(r"^freed_at t=([\d.]+)", r["stdout"], re.M)
     freed = float(m.group(1)) if m else None
     r["freed_at"] = freed
+    m = re.search(r"^freeing_at t=([\d.]+)", r["stdout"], re.M)
+    if m and freed is not None:
+        r["free_s"] = freed - float(m.group(1))
 
     def rss_at(t):
         best = None
@@ -220,7 +260,25 @@ def burst_metrics(r):
         return best
     if freed is not None:
         r["rss_1s_kb"] = rss_at(freed + 1.0)
+        r["rss_2s_kb"] = rss_at(freed + 2.0)
         r["rss_10s_kb"] = rss_at(freed + 10.0) or (r["samples"][-1][1] if r["samples"] else None)
+    return r
+
+
+def pool_metrics(r):
+    """thread_pool: the RSS the workload read itself after its quiet period
+    (everything freed, no allocator call for 2 s), and its live bytes."""
+    m = re.search(r"^idle_rss_kib=(\d+)", r["stdout"], re.M)
+    r["idle_rss_kb"] = int(m.group(1)) if m else None
+    r["live"] = [(float(t), int(b)) for t, b in
+                 re.findall(r"^sample t=([\d.]+) live=(\d+)", r["stdout"], re.M)]
+    return r
+
+
+def trace_metrics(r):
+    """trace_replay: the replay's own time (the traces are made before it)."""
+    m = re.search(r"^replay_s=([\d.]+)", r["stdout"], re.M)
+    r["replay_s"] = float(m.group(1)) if m else None
     return r
 
 
@@ -334,10 +392,31 @@ def build_workloads(quick, only):
     add("tight_random-1t", "malloc/free 8-1024 B, 1 thread", c_workload("tight_random", 1, s))
     add(f"tight_random-{n}t", f"malloc/free 8-1024 B, {n} threads", c_workload("tight_random", n, s))
     add(f"larson-{n}t", f"server simulation, {n} threads, most frees remote", c_workload("larson", n, s))
+    add(f"tight_random-{4*n}t", f"malloc/free 8-1024 B, {4*n} threads (oversubscribed)",
+        c_workload("tight_random", 4 * n, s))
     add(f"larson-{4*n}t", f"server simulation, {4*n} threads (oversubscribed)",
         c_workload("larson", 4 * n, s))
     add(f"xmalloc-{2*n}t", f"producer/consumer, {n} producers + {n} consumers",
         c_workload("xmalloc", 2 * n, s))
+    add(f"prodcons-{n}+{n}", f"{n} producer/consumer pairs, bounded queues, every free remote",
+        c_workload("prodcons", 2 * n, s))
+    add(f"prodcons-{4*n}+{4*n}", f"{4*n} producer/consumer pairs (oversubscribed), every free remote",
+        c_workload("prodcons", 8 * n, s))
+    add("thread_churn", "rounds of 10 short-lived threads, one small object each",
+        c_workload("thread_churn", 10, s))
+    add("thread_pool", "5000 short-lived threads, 32 at a time, on a 70 MiB shared pool; "
+        "idle RSS after all is freed",
+        lambda lib: pool_metrics(c_workload("thread_churn", 32, s, sample=True,
+                                            args=("-m", "pool"))(lib)),
+        extra_cols=("idle_rss_kb",))
+    add(f"trace_replay-{n}t", f"generated allocation traces replayed, {n} threads, "
+        "a quarter of the frees remote",
+        lambda lib: trace_metrics(c_workload("trace_replay", n, s)(lib)),
+        extra_cols=("replay_s",))
+    add(f"trace_replay-{4*n}t", f"generated allocation traces replayed, {4*n} threads "
+        "(oversubscribed)",
+        lambda lib: trace_metrics(c_workload("trace_replay", 4 * n, s)(lib)),
+        extra_cols=("replay_s",))
     add(f"cache_scratch-{n}t", "passive false sharing", c_workload("cache_scratch", n, s))
     add(f"cache_thrash-{n}t", "active false sharing", c_workload("cache_thrash", n, s))
     add(f"mstress-{n}t", "mixed lifetimes, growth and shrink phases", c_workload("mstress", n, s))
@@ -345,12 +424,20 @@ def build_workloads(quick, only):
     add(f"alloc_test-{n}t", "random slots, log-distributed sizes", c_workload("alloc_test", n, s))
     add(f"realloc_grow-{n}t", "vectors and strings grown by realloc", c_workload("realloc_grow", n, s))
     add(f"large-{n}t", "64 KiB - 32 MiB objects", c_workload("large", n, s))
+    add(f"large_loop-{n}t", "64 KiB - 8 MiB objects, 4 live per thread, every page written",
+        c_workload("large_loop", n, s))
+    add("tiny", "a small program: a few hundred objects, mostly arithmetic; its peak RSS",
+        c_workload("tiny", 1, s))
+    add("tiny-2t", "the small program on 2 threads", c_workload("tiny", 2, s))
     add("service", f"long-running service, {2*n} workers, shared cache evicted by others",
         lambda lib: service_metrics(c_workload("service", n, s, sample=True)(lib)),
         extra_cols=("rss_over_live",))
     add("burst", "1 GiB burst, 2% kept scattered, then asleep",
         lambda lib: burst_metrics(c_workload("burst", 1, s, sample=True)(lib)),
-        extra_cols=("rss_1s_kb", "rss_10s_kb"))
+        extra_cols=("free_s", "rss_1s_kb", "rss_2s_kb", "rss_10s_kb"))
+    add("burst-busy", f"burst beside {BURST_BUSY_HOGS} CPU hogs (bench/tools/hog.c)",
+        lambda lib: burst_metrics(c_workload("burst", 1, s, sample=True)(lib)),
+        extra_cols=("free_s", "rss_1s_kb", "rss_2s_kb", "rss_10s_kb"), hogs=BURST_BUSY_HOGS)
     add("redis", "redis-server under redis-benchmark (loopback)",
         redis_workload(quick, BUILD / "glibc_shim.so"),
         binding="links Debian's jemalloc but calls the unprefixed malloc family, so "
@@ -372,12 +459,14 @@ def build(cc):
     BUILD.mkdir(parents=True, exist_ok=True)
     flags = ["-std=gnu11", "-O2", "-g", "-pthread", "-fno-builtin-malloc", "-fno-builtin-free",
              "-fno-builtin-calloc", "-fno-builtin-realloc"]
+    header = (ROOT / "bench/workloads/wl.h").stat().st_mtime
     for src in sorted((ROOT / "bench/workloads").glob("*.c")):
         exe = BUILD / src.stem
-        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        if not exe.exists() or exe.stat().st_mtime < max(src.stat().st_mtime, header):
             subprocess.run([cc] + flags + [str(src), "-o", str(exe), "-lm"], check=True)
-    subprocess.run([cc, "-O2", str(ROOT / "bench/tools/measure.c"), "-o", str(BUILD / "measure")],
-                   check=True)
+    for tool in ("measure", "hog"):
+        subprocess.run([cc, "-O2", str(ROOT / f"bench/tools/{tool}.c"), "-o", str(BUILD / tool)],
+                       check=True)
     shim = BUILD / "glibc_shim.so"
     subprocess.run([cc, "-O2", "-shared", "-fPIC", str(ROOT / "bench/tools/glibc_shim.c"),
                     "-o", str(shim), "-ldl"], check=True)
@@ -425,7 +514,9 @@ def print_tables(workloads, allocs, table, out):
             continue
         print(f"\n## {w.name}: {w.title}", file=out)
         print(f"   ({w.binding})", file=out)
-        labels = {"rss_1s_kb": "RSS +1s", "rss_10s_kb": "RSS +10s", "rss_over_live": "peak RSS/live"}
+        labels = {"rss_1s_kb": "RSS +1s", "rss_2s_kb": "RSS +2s", "rss_10s_kb": "RSS +10s",
+                  "rss_over_live": "peak RSS/live", "free_s": "free phase s",
+                  "idle_rss_kb": "idle RSS", "replay_s": "replay s"}
         extra_head = "".join(f" {labels.get(c, c):>14}" for c in w.extra_cols)
         print(f"   {'allocator':<10} {'wall s':>8} {'ratio':>7} {'cpu s':>8} {'ratio':>7}"
               f" {'peak RSS MiB':>13} {'ratio':>7}{extra_head}", file=out)
@@ -436,7 +527,7 @@ def print_tables(workloads, allocs, table, out):
             extra = ""
             for c in w.extra_cols:
                 v = row.get(c)
-                extra += f" {('-' if v is None else (f'{v/1024:.0f} MiB' if c.endswith('_kb') else f'{v:.2f}')):>14}"
+                extra += f" {('-' if v is None else (f'{v/1024:.1f} MiB' if c.endswith('_kb') else f'{v:.3f}' if c.endswith('_s') else f'{v:.2f}')):>14}"
             print(f"   {name:<10} {row['wall']:8.3f} {fmt_ratio(row['wall'], base['wall'])}"
                   f" {row['cpu']:8.3f} {fmt_ratio(row['cpu'], base['cpu'])}"
                   f" {row['rss_kb']/1024:13.1f} {fmt_ratio(row['rss_kb'], base['rss_kb'])}{extra}",
@@ -455,7 +546,90 @@ def print_tables(workloads, allocs, table, out):
             continue
         print(f"   {name:<10} {vals['wall']:7.2f} {vals['cpu']:7.2f} {vals['rss_kb']:9.2f}"
               f"  {len(g['wall'])}", file=out)
+    print_burst_busy(allocs, table, out)
+    print_summary(workloads, allocs, table, out)
     return gm
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _fmt(v, spec="5.2f"):
+    """v formatted by spec, or a dash as wide."""
+    if v is None:
+        width = re.match(r"\d*", spec).group(0)
+        return "-".rjust(int(width) if width else 1)
+    return format(v, spec)
+
+
+def print_burst_busy(allocs, table, out):
+    """burst on a quiet machine against burst-busy (4 CPU hogs beside it):
+    the free phase's length and the RSS 2 s after the last free."""
+    rows = [(name, table.get(("burst", name)), table.get(("burst-busy", name)))
+            for name, _ in allocs]
+    rows = [(n, q, b) for n, q, b in rows if q and b]
+    if not rows:
+        return
+    print(f"\n## burst: quiet machine vs {BURST_BUSY_HOGS} CPU hogs beside it (burst-busy);"
+          " ratio = busy / quiet", file=out)
+    print(f"   {'allocator':<10} {'free phase s':>12} {'busy':>8} {'ratio':>6}"
+          f"   {'RSS +2s MiB':>11} {'busy':>8} {'ratio':>6}", file=out)
+    for name, q, b in rows:
+        fq, fb = q.get("free_s"), b.get("free_s")
+        rq, rb = q.get("rss_2s_kb"), b.get("rss_2s_kb")
+        print(f"   {name:<10} {_fmt(fq, '12.3f')} {_fmt(fb, '8.3f')} {_fmt(_ratio(fb, fq), '6.2f')}"
+              f"   {_fmt(rq and rq / 1024, '11.1f')} {_fmt(rb and rb / 1024, '8.1f')}"
+              f" {_fmt(_ratio(rb, rq), '6.2f')}", file=out)
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def print_summary(workloads, allocs, table, out):
+    """ebb against Debian's four peers (the issue's criteria), then the
+    extras apart: geometric means over the workloads that all of them ran."""
+    names = [n for n, _ in allocs]
+    peers = [p for p in DEBIAN_PEERS if p in names]
+    extras = [n for n in names if n != "ebb" and n not in DEBIAN_PEERS]
+    print("\n## summary", file=out)
+    common = [w.name for w in workloads
+              if peers and all((w.name, a) in table for a in ["ebb"] + peers)]
+    if common:
+        gt = {a: geomean([table[(w, a)]["wall"] for w in common]) for a in ["ebb"] + peers}
+        gr = {a: geomean([table[(w, a)]["rss_kb"] for w in common]) for a in ["ebb"] + peers}
+        fastest = min(peers, key=lambda a: gt[a])
+        smallest = min(peers, key=lambda a: gr[a])
+        print(f"   against Debian's peers ({', '.join(peers)}), over {len(common)} workloads:",
+              file=out)
+        label = f"ebb geomean wall / fastest peer's ({fastest}):"
+        print(f"   {label:<52} {_fmt(_ratio(gt['ebb'], gt[fastest]))}   (criterion <= 0.90)",
+              file=out)
+        label = f"ebb geomean peak RSS / smallest peer's ({smallest}):"
+        print(f"   {label:<52} {_fmt(_ratio(gr['ebb'], gr[smallest]))}   (criterion <= 0.95)",
+              file=out)
+        over = []
+        for w in common:
+            e = table[(w, "ebb")]
+            for key, what in (("wall", "wall"), ("rss_kb", "peak RSS")):
+                best = min(peers, key=lambda a: table[(w, a)][key])
+                r = _ratio(e[key], table[(w, best)][key])
+                if r is not None and r > 1.5:
+                    over.append(f"{w} {what} {r:.2f}x {best}")
+        print(f"   workloads where ebb is above 1.5x the best peer (criterion: none): "
+              f"{len(over)}", file=out)
+        for o in over:
+            print(f"     {o}", file=out)
+    for x in extras:
+        common = [w.name for w in workloads if (w.name, "ebb") in table and (w.name, x) in table]
+        rt = _ratio(geomean([table[(w, "ebb")]["wall"] for w in common]),
+                    geomean([table[(w, x)]["wall"] for w in common]))
+        rr = _ratio(geomean([table[(w, "ebb")]["rss_kb"] for w in common]),
+                    geomean([table[(w, x)]["rss_kb"] for w in common]))
+        print(f"   extra {x}: ebb geomean wall / {x}'s {_fmt(rt)}, "
+              f"ebb geomean peak RSS / {x}'s {_fmt(rr)}  ({len(common)} workloads)", file=out)
 
 
 def write_files(outdir, workloads, allocs, table, results, gm, meta):
@@ -464,7 +638,8 @@ def write_files(outdir, workloads, allocs, table, results, gm, meta):
         wr = csv.writer(f)
         wr.writerow(["workload", "allocator", "runs", "wall_s", "cpu_s", "peak_rss_kib",
                      "wall_ratio", "cpu_ratio", "rss_ratio", "ops_per_s", "rss_over_live",
-                     "rss_1s_kib", "rss_10s_kib"])
+                     "rss_1s_kib", "rss_10s_kib", "rss_2s_kib", "free_phase_s", "idle_rss_kib",
+                     "replay_s"])
         for w in workloads:
             base = table.get((w.name, "ebb"))
             for name, _ in allocs:
@@ -476,14 +651,16 @@ def write_files(outdir, workloads, allocs, table, results, gm, meta):
                              f"{row['wall']/base['wall']:.4f}", f"{row['cpu']/base['cpu']:.4f}",
                              f"{row['rss_kb']/base['rss_kb']:.4f}",
                              row.get("ops_per_s") or "", row.get("rss_over_live") or "",
-                             row.get("rss_1s_kb") or "", row.get("rss_10s_kb") or ""])
+                             row.get("rss_1s_kb") or "", row.get("rss_10s_kb") or "",
+                             row.get("rss_2s_kb") or "", row.get("free_s") or "",
+                             row.get("idle_rss_kb") or "", row.get("replay_s") or ""])
     doc = {"meta": meta, "geomean_ratio_to_ebb": gm,
            "workloads": [{"name": w.name, "title": w.title, "binding": w.binding,
                           "results": {name: table.get((w.name, name)) for name, _ in allocs}}
                          for w in workloads]}
     (outdir / "results.json").write_text(json.dumps(doc, indent=1))
     # RSS over time, from each allocator's last run of the sampled workloads
-    for wname in ("service", "burst"):
+    for wname in TIMESERIES:
         runs = {name: results.get((wname, name)) for name, _ in allocs}
         if not any(runs.values()):
             continue
@@ -499,6 +676,12 @@ def write_files(outdir, workloads, allocs, table, results, gm, meta):
                     lv = live.get(round(t, 1))
                     wr.writerow([name, f"{t:.3f}", f"{rss/1024:.1f}",
                                  "" if lv is None else f"{lv/2**20:.1f}"])
+
+
+TIMESERIES = {"service": "service: RSS over time",
+              "burst": "burst: RSS over time (frees done, then asleep)",
+              "burst-busy": f"burst beside {BURST_BUSY_HOGS} CPU hogs: RSS over time",
+              "thread_pool": "thread_pool: RSS over time (all freed, then asleep)"}
 
 
 def charts(outdir, workloads, allocs, table):
@@ -538,15 +721,14 @@ set ylabel "peak RSS / ebb's"
 plot {", ".join(f"'{dat}' using {3+2*i}:xtic(1) title '{p}'" for i, p in enumerate(peers))}
 unset multiplot
 """
-    for wname, title in (("service", "service: RSS over time"),
-                         ("burst", "burst: RSS over time (frees done, then asleep)")):
+    for wname, title in TIMESERIES.items():
         ts = outdir / f"timeseries-{wname}.csv"
         if not ts.exists():
             continue
         plots = []
         for name, _ in allocs:
             plots.append(f"'< grep ^{name}, {ts}' using 2:3 with lines lw 2 title '{name}'")
-        if wname == "service":
+        if wname in ("service", "thread_pool"):
             plots.append(f"'< grep ^ebb, {ts}' using 2:4 with lines dt 2 lc rgb 'gray40' "
                          f"title 'live bytes (ebb run)'")
         script += f"""
@@ -569,8 +751,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run (a smoke test)")
     ap.add_argument("--runs", type=int, default=None, help="rounds (default 3; 1 with --quick)")
     ap.add_argument("--only", default="", help="comma-separated workload name regexes")
-    ap.add_argument("--allocators", default="ebb,glibc,mimalloc,jemalloc,tcmalloc",
+    ap.add_argument("--allocators", default=DEFAULT_ALLOCATORS,
                     help="comma-separated; NAME=PATH adds any preloadable library (e.g. ebb-base=/tmp/old/libebb.so)")
+    ap.add_argument("--extra", default="",
+                    help="NAME=PATH allocators (space- or comma-separated) appended to --allocators,\n"
+                         "e.g. --extra 'mimalloc3=/opt/mi/libmimalloc.so sn=/opt/sn/libsnmallocshim.so'")
+    ap.add_argument("--busy", type=int, default=0, metavar="N",
+                    help="run N CPU hogs (bench/tools/hog.c) beside every workload run\n"
+                         f"(burst-busy always runs {BURST_BUSY_HOGS})")
     ap.add_argument("--out", default=None, help="results folder")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     ap.add_argument("--replot", action="store_true",
@@ -587,6 +775,19 @@ def main():
         charts(outdir, workloads, allocs, table)
         return
     wanted = [a for a in args.allocators.split(",") if a]
+    for x in re.split(r"[\s,]+", args.extra.strip()):
+        if not x:
+            continue
+        if "=" not in x or not x.split("=", 1)[0] or not x.split("=", 1)[1]:
+            raise SystemExit(f"bench: --extra wants NAME=PATH, not {x!r}")
+        if not Path(x.split("=", 1)[1]).exists():
+            raise SystemExit(f"bench: --extra {x}: no such file")
+        wanted.append(x)
+    names = [a.split("=", 1)[0] for a in wanted]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"bench: an allocator name appears twice: {names}")
+    if args.busy < 0:
+        raise SystemExit("bench: --busy wants N >= 0")
 
     build(args.cc)
     allocs, missing = discover_allocators(wanted)
@@ -614,7 +815,8 @@ def main():
             order = allocs[rnd % len(allocs):] + allocs[:rnd % len(allocs)]
             for name, lib in order:
                 done += 1
-                r = w.run(lib)
+                with Hogs(args.busy if w.hogs is None else w.hogs):
+                    r = w.run(lib)
                 results.setdefault((w.name, name), []).append(r)
                 elapsed = time.time() - t_start
                 eta = elapsed / done * (total - done)
@@ -628,7 +830,8 @@ def main():
             "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                                if l.startswith("model name")), "?"),
             "mem_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
-            "runs": runs, "quick": args.quick,
+            "runs": runs, "quick": args.quick, "busy_hogs": args.busy,
+            "extras": [n for n, _ in allocs if n != "ebb" and n not in DEBIAN_PEERS],
             "allocators": {n: (str(l) if l else "glibc (nothing preloaded)") for n, l in allocs},
             "missing": missing}
     import io
@@ -636,6 +839,9 @@ def main():
     print(f"# ebb benchmark  {meta['date']}  {meta['cpu_model']}, {NPROC} CPUs, "
           f"{meta['mem_gib']} GiB, kernel {meta['kernel']}", file=buf)
     print(f"# medians of {runs} interleaved run(s); ratio = allocator / ebb", file=buf)
+    if args.busy:
+        print(f"# busy machine: {args.busy} CPU hog(s) (bench/tools/hog.c) beside every run",
+              file=buf)
     gm = print_tables(workloads, allocs, table, buf)
     text = buf.getvalue()
     print(text)
