@@ -284,7 +284,8 @@ void *realloc_generic(void *p, size_t size, size_t alignment, const char *call) 
       void *q = huge_realloc(seg, &seg->pages[0], size);
       if (q != NULL) return q;
       if (size <= usable) return p;
-      return NULL;
+      /* mremap refused (the mapping may span two kernel areas once cached
+       * neighbours were merged): copy, as for any other block. */
     }
   }
   void *q = alignment ? alloc_aligned(alignment, size, false) : alloc_generic(size, false);

@@ -172,7 +172,9 @@ enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
 #define EBB_OWNER_DETACHED ((uintptr_t)1)
 #define EBB_OWNER_SHARED ((uintptr_t)2)
 
-typedef struct { _Atomic int held; } ebb_lock_t;
+/* A lock for the allocator's own structures (sync.c): 0 free, 1 held, 2
+ * held and a waiter may sleep on it (a futex word). */
+typedef struct { _Atomic uint32_t held; } ebb_lock_t;
 
 typedef struct ebb_segment {
   _Atomic(struct ebb_heap *) owner; /* its heap; NULL: abandoned, pooled or huge */
@@ -196,7 +198,11 @@ typedef struct ebb_segment {
   ebb_lock_t lock;
   uint8_t kind;
   uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
-  uint8_t pad_[128 - 102];
+  /* Abandoned (no owner): the purger's.  When it last took in frees to the
+   * segment's pages, and whether it has purged their free memory since. */
+  uint8_t abandoned_purged;
+  uint32_t abandoned_stamp;
+  uint8_t pad_[128 - 108];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 
@@ -418,6 +424,8 @@ void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 void os_unmap(void *p, size_t size);
 bool os_purge(void *p, size_t size);       /* give pages back, keep the range; false: MADV_FREE (may not read as zero) */
+void os_futex_wait(_Atomic uint32_t *word, uint32_t expected, long long timeout_ms); /* -1: no timeout */
+void os_futex_wake(_Atomic uint32_t *word, int count);
 void os_write_all(int fd, const char *buf, size_t n); /* write(2) until done; never allocates */
 size_t os_rss_bytes(void);                  /* the process's RSS from /proc, 0 if unknown */
 uint32_t os_clock_ms(void);                 /* a monotonic millisecond clock (wraps) */
@@ -437,15 +445,32 @@ EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *rea
 void ebb_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ebb_note(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* "ebb: ..." (verbose) */
 
-/* ---- sync.c: a tiny lock for the rare paths ------------------------------ */
-void lock_acquire(ebb_lock_t *l);
-/* Inline: the sparse free path takes and drops a lock on every free. */
+/* ---- sync.c: the allocator's lock -----------------------------------------
+ * Waiters spin briefly, then sleep on a futex: a holder that is descheduled
+ * (a busy host, a CPU-throttled container) never has waiters burning the
+ * CPU it needs.  Taking a free lock is one compare-exchange, dropping it one
+ * exchange; only a drop that finds a sleeper makes a system call. */
+void lock_acquire_contended(ebb_lock_t *l);
+void lock_wake(ebb_lock_t *l);
 EBB_INLINE bool lock_try(ebb_lock_t *l) {
-  return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
-         !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
+  uint32_t expected = 0;
+  return atomic_load_explicit(&l->held, memory_order_relaxed) == 0 &&
+         atomic_compare_exchange_strong_explicit(&l->held, &expected, 1, memory_order_acquire,
+                                                 memory_order_relaxed);
+}
+/* Without lock_try's first look: for a lock whose line is usually in
+ * another core's cache, where a look then a compare-exchange fetch it twice. */
+EBB_INLINE void lock_acquire_blind(ebb_lock_t *l) {
+  uint32_t expected = 0;
+  if (unlikely(!atomic_compare_exchange_strong_explicit(&l->held, &expected, 1, memory_order_acquire,
+                                                        memory_order_relaxed)))
+    lock_acquire_contended(l);
+}
+EBB_INLINE void lock_acquire(ebb_lock_t *l) {
+  if (unlikely(!lock_try(l))) lock_acquire_contended(l);
 }
 EBB_INLINE void lock_release(ebb_lock_t *l) {
-  atomic_store_explicit(&l->held, 0, memory_order_release);
+  if (unlikely(atomic_exchange_explicit(&l->held, 0, memory_order_release) == 2)) lock_wake(l);
 }
 EBB_INLINE void lock_reset(ebb_lock_t *l) { atomic_store(&l->held, 0); }
 
@@ -460,6 +485,14 @@ ebb_segment_t *huge_segment_of_shifted(const void *p);
 void segments_abandon(ebb_heap_t *heap);
 void segments_release_cached(ebb_heap_t *heap);
 void segments_reclaim_all(ebb_heap_t *heap);
+/* Adopt abandoned segments until one brings a page of class cls with room
+ * (at most a few); true if the heap's queue for cls now has a page. */
+bool segments_reclaim_for_class(ebb_heap_t *heap, unsigned cls);
+/* The purger's pass over abandoned segments: take in what other threads
+ * freed to their pages, give back pages left empty, and once nothing was
+ * freed there for decay_ms, the OS pages no live block touches.  Returns
+ * the bytes waiting for their decay. */
+size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force);
 void segment_locks_prefork(void);
 void segment_locks_postfork(bool child);
 extern _Atomic(ebb_segment_t *) ebb_all_segments; /* every normal segment, newest first */
@@ -470,6 +503,7 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
  * the bytes still cached. */
 size_t huge_cache_decay(uint32_t now, long long decay_ms, bool force);
 size_t huge_cache_bytes_held(void);
+bool huge_cache_has_fit(size_t map_size); /* a cached mapping of at least this size */
 extern _Atomic size_t ebb_huge_usable_bytes, ebb_huge_requested_bytes;
 
 /* ---- page.c: carving, collecting, queues --------------------------------- */
@@ -575,10 +609,7 @@ ebb_heap_t *shared_heap_create_locked(unsigned slot);
  * starting the purger, say) must not wait for itself.  Inline: every
  * medium allocation and free takes it. */
 EBB_INLINE ebb_heap_t *shared_heap_lock(unsigned slot) {
-  /* Exchange first, without lock_try's look: the line is usually in
-   * another core's cache, and a look then an exchange fetch it twice. */
-  if (unlikely(atomic_exchange_explicit(&ebb_shared[slot].lock.held, 1, memory_order_acquire)))
-    lock_acquire(&ebb_shared[slot].lock);
+  lock_acquire_blind(&ebb_shared[slot].lock);
   ebb_shared_held |= (uint8_t)(1u << slot);
   ebb_heap_t *heap = atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
   return likely(heap != NULL) ? heap : shared_heap_create_locked(slot);

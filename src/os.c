@@ -9,6 +9,7 @@
 #include <sys/auxv.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,6 +165,29 @@ uint32_t os_clock_ms_coarse(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* futex(2) by its raw number: musl and some sysroots have no
+ * <linux/futex.h>, and the two operations' numbers are part of the ABI. */
+#define EBB_FUTEX_WAIT_PRIVATE 128 /* FUTEX_WAIT | FUTEX_PRIVATE_FLAG */
+#define EBB_FUTEX_WAKE_PRIVATE 129 /* FUTEX_WAKE | FUTEX_PRIVATE_FLAG */
+
+void os_futex_wait(_Atomic uint32_t *word, uint32_t expected, long long timeout_ms) {
+  struct timespec ts, *tsp = NULL;
+  if (timeout_ms >= 0) {
+    ts.tv_sec = (time_t)(timeout_ms / 1000);
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    tsp = &ts;
+  }
+  int saved = errno;
+  syscall(SYS_futex, (uint32_t *)word, EBB_FUTEX_WAIT_PRIVATE, expected, tsp, NULL, 0);
+  errno = saved;
+}
+
+void os_futex_wake(_Atomic uint32_t *word, int count) {
+  int saved = errno;
+  syscall(SYS_futex, (uint32_t *)word, EBB_FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+  errno = saved;
 }
 
 /* Grow a mapping where it stands; false if the address space after it is

@@ -130,7 +130,11 @@ static void page_extend(ebb_page_t *page) {
     if (page->free) return;
   }
   size_t avail = page->reserved - page->capacity;
-  size_t count = EBB_EXTEND_BYTES / page->block_size;
+  /* A new page's first extension carves one OS page: a program (or a
+   * short-lived thread) that uses a class for a few blocks touches 4 KiB
+   * of it, not 16. */
+  size_t extend = page->capacity == 0 ? ebb_os_page_size : EBB_EXTEND_BYTES;
+  size_t count = extend / page->block_size;
   if (count == 0) count = 1;
   if (count > avail) count = avail;
   size_t bs = page->block_size;
@@ -438,6 +442,12 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     }
     page_enqueue(heap, page); /* nothing free after all (cannot happen: it was sparse) */
   }
+  /* Pages of exited threads with room in this class come before a new
+   * page: a thread that lives for a few allocations (a pool that grows and
+   * shrinks, a thread per connection) otherwise opens a page per class it
+   * uses, and each page one of its blocks outlives it stays. */
+  if (!heap->is_shared && segments_reclaim_for_class(heap, cls))
+    return page_alloc_slow(heap, size, cls, zero);
   size_t block_size = class_size(cls);
   page = segment_page_alloc(heap, page_slices_for(block_size));
   if (page == NULL) {

@@ -24,12 +24,10 @@
  * ignores the decay, and mapping more memory first purges everything free;
  * with hard_limit, a mapping that would pass the limit fails with ENOMEM. */
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -428,6 +426,7 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
        seg = seg->all_next)
     left += segment_purge_free(seg, now, decay_ms, force) +
             segment_purge_remote(seg, now, decay_ms, force);
+  left += segments_purge_abandoned(now, decay_ms, force);
   left += medium_caches_idle(force);
   left += purge_shared_idle(now, decay_ms, force);
   left += huge_cache_decay(now, decay_ms, force);
@@ -473,24 +472,6 @@ static long long tick_ms(long long decay_ms) {
   return tick;
 }
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t expected, long long timeout_ms) {
-  struct timespec ts, *tsp = NULL;
-  if (timeout_ms >= 0) {
-    ts.tv_sec = (time_t)(timeout_ms / 1000);
-    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-    tsp = &ts;
-  }
-  int saved = errno;
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, tsp, NULL, 0);
-  errno = saved;
-}
-
-static void futex_wake(_Atomic uint32_t *word) {
-  int saved = errno;
-  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-  errno = saved;
-}
-
 /* Does time alone give the purger something to do (purging on a decay,
  * watching a limit, printing stats)? */
 static bool timed_work(void) {
@@ -534,13 +515,13 @@ static void *purger_main(void *arg) {
       atomic_store(&purger_idle, 1);
       atomic_thread_fence(memory_order_seq_cst);
       if (run_pass(os_clock_ms()) == 0) {
-        futex_wait(&purger_seq, seq, PURGER_IDLE_LOOK_MS);
+        os_futex_wait(&purger_seq, seq, PURGER_IDLE_LOOK_MS);
         atomic_store(&purger_idle, 0);
         continue;
       }
       atomic_store(&purger_idle, 0);
     }
-    futex_wait(&purger_seq, seq, tick);
+    os_futex_wait(&purger_seq, seq, tick);
   }
   return NULL;
 }
@@ -578,7 +559,7 @@ void purge_notify(void) {
   if (atomic_load_explicit(&purger_idle, memory_order_relaxed)) {
     if (atomic_exchange(&purger_idle, 0)) {
       atomic_fetch_add(&purger_seq, 1);
-      futex_wake(&purger_seq);
+      os_futex_wake(&purger_seq, 1);
     }
     return;
   }

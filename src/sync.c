@@ -1,16 +1,33 @@
-/* A small test-and-test-and-set lock for the rare paths (the segment pool,
- * abandoned segments, the heap pool, a segment's slice masks, sparse pages).  No pthread mutex: these locks
- * are also taken before main and around fork, and must never allocate. */
-#include <sched.h>
-
+/* The allocator's lock (internal.h has the inline fast paths).  Not a
+ * pthread mutex: it is taken before main, around fork and inside malloc, and
+ * must never allocate.
+ *
+ * A waiter spins a little (a holder on another core usually lets go within
+ * a few hundred cycles), then marks the lock "contended" (2) and sleeps on
+ * it as a futex; whoever drops a lock marked 2 wakes one sleeper.  The woken
+ * thread takes the lock as contended again, so a drop after it wakes the
+ * next one: no sleeper is forgotten.  No sched_yield loop: on a busy host
+ * yielding gives the CPU to anyone but the descheduled holder, and the
+ * waiter burns its share meanwhile. */
 #include "internal.h"
 
-void lock_acquire(ebb_lock_t *l) {
-  for (unsigned spins = 0;; spins++) {
-    if (lock_try(l)) return;
-    if (spins >= 64) sched_yield();
+#define LOCK_SPINS 100
+
+static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    else __builtin_ia32_pause();
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
 #endif
-  }
 }
+
+void lock_acquire_contended(ebb_lock_t *l) {
+  for (unsigned spins = 0; spins < LOCK_SPINS; spins++) {
+    cpu_relax();
+    if (lock_try(l)) return;
+  }
+  while (atomic_exchange_explicit(&l->held, 2, memory_order_acquire) != 0)
+    os_futex_wait(&l->held, 2, -1);
+}
+
+void lock_wake(ebb_lock_t *l) { os_futex_wake(&l->held, 1); }

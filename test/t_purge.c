@@ -898,6 +898,43 @@ static void case_remote_late(void) {
          mib(base));
 }
 
+/* exited_owner: a thread allocates 64 MiB of small blocks (16 B..1 KiB),
+ * hands them over and exits; another thread frees all but one in 256 (about
+ * one a 64 KiB page) into the exited thread's pages, and nothing allocates afterwards (a pool of
+ * workers that shrank).  Those frees wait on the remote lists of pages no
+ * thread owns; the purger must take them in and give the memory back
+ * within the decay, with no allocator call and no thread reclaiming the
+ * segments. */
+static void *exiting_owner(void *arg) {
+  (void)arg;
+  uint64_t seed = 777;
+  void **all = NULL;
+  chain_fill(&all, &seed, 4, 10, 64 * MIB, 0x5e);
+  g_handoff_list = all;
+  return NULL; /* exits: its segments are abandoned with every block live */
+}
+
+static void case_exited_owner(void) {
+  long long decay = ebb_option_get("decay_ms");
+  size_t base = rss_now();
+  pthread_t owner;
+  pthread_create(&owner, NULL, exiting_owner, NULL);
+  pthread_join(owner, NULL);
+  void **kept = chain_keep_every(g_handoff_list, 256);
+  /* From here no allocator calls until the check is done. */
+  double t0 = now_s();
+  size_t peak = rss_now();
+  double fell_at, limit = (decay > 0 ? (double)decay / 1000.0 : 0) + FALL_MARGIN_S;
+  size_t after = wait_rss_below(base + (peak - base) / 4, t0, limit, NULL, &fell_at);
+  printf("exited_owner (decay %lld ms): base %.1f MiB, %.1f MiB after the frees, after %.1f MiB, "
+         "fell in %.2f s (deadline %.2f s)\n", decay, mib(base), mib(peak), mib(after), fell_at, limit);
+  EXPECT(peak - base > 32 * MIB, "the exited thread raised RSS by only %.1f MiB", mib(peak - base));
+  EXPECT(fell_at >= 0,
+         "RSS still %.1f MiB %.2f s after 255/256 of an exited thread's blocks were freed (base %.1f MiB)",
+         mib(after), limit, mib(base));
+  chain_free(kept);
+}
+
 /* big_idle: memory a sleeping owner holds without knowing it.
  * (1) own: the owner allocates and frees one block of every medium and
  *     large size class (8 KiB..2 MiB, each written), then sleeps: no empty
@@ -1337,6 +1374,7 @@ static int driver(void) {
       {"fork_exit", NULL, {"EBB_DECAY_MS=20", NULL}, false},
       {"stranded_idle", NULL, {NULL}, false},
       {"remote_late", NULL, {"EBB_DECAY_MS=2000", NULL}, false},
+      {"exited_owner", NULL, {NULL}, false},
       {"stranded_pc", NULL, {NULL}, false},
       {"big_idle", NULL, {NULL}, false},
       {"medium_idle", NULL, {NULL}, false},
@@ -1369,6 +1407,7 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "fork_exit") == 0) case_fork_exit();
   else if (strcmp(g_case, "stranded_idle") == 0) case_stranded_idle();
   else if (strcmp(g_case, "remote_late") == 0) case_remote_late();
+  else if (strcmp(g_case, "exited_owner") == 0) case_exited_owner();
   else if (strcmp(g_case, "stranded_pc") == 0) case_stranded_pc();
   else if (strcmp(g_case, "big_idle") == 0) case_big_idle();
   else if (strcmp(g_case, "medium_idle") == 0) case_medium_idle();

@@ -1,6 +1,9 @@
 /* Unit tests of ebb's internal arithmetic: size classes, the one-multiply
  * block-start check (exhaustively, for every class's page geometry), and
  * the slice-run search.  Linked with build/libebb.a. */
+#include <pthread.h>
+#include <time.h>
+
 #include "internal.h"
 #include "testutil.h"
 
@@ -99,7 +102,64 @@ static void test_find_free_run(void) {
   CHECK(find_free_run(1, 64) == -1);
 }
 
+/* The allocator's lock: mutual exclusion under contention, and waiters that
+ * sleep while the holder is away instead of spinning or yielding. */
+static ebb_lock_t test_lock;
+static long test_lock_counter;
+
+static void *lock_counter_thread(void *arg) {
+  (void)arg;
+  for (int i = 0; i < 200000; i++) {
+    lock_acquire(&test_lock);
+    long v = test_lock_counter; /* not atomic: the lock must exclude */
+    __asm__ volatile("" ::: "memory");
+    test_lock_counter = v + 1;
+    lock_release(&test_lock);
+  }
+  return NULL;
+}
+
+static double thread_cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *lock_waiter_thread(void *arg) {
+  double *cpu = arg;
+  double start = thread_cpu_seconds();
+  lock_acquire(&test_lock);
+  lock_release(&test_lock);
+  *cpu = thread_cpu_seconds() - start;
+  return NULL;
+}
+
+static void test_lock_behaviour(void) {
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, lock_counter_thread, NULL);
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  CHECK(test_lock_counter == 4L * 200000);
+  CHECK(atomic_load(&test_lock.held) == 0);
+
+  /* A holder that is away for 400 ms (descheduled, in a page fault...):
+   * its waiters must not burn the CPU meanwhile.  A spin-then-yield lock
+   * uses nearly all of it on an idle core; a futex sleeper almost none. */
+  double cpu[2] = {0, 0};
+  lock_acquire(&test_lock);
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, lock_waiter_thread, &cpu[i]);
+  struct timespec away = {0, 400 * 1000 * 1000};
+  nanosleep(&away, NULL);
+  lock_release(&test_lock);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    if (cpu[i] >= 0.1) fprintf(stderr, "waiter %d used %.3f s of CPU while the lock was held\n", i, cpu[i]);
+    CHECK(cpu[i] < 0.1);
+  }
+  CHECK(atomic_load(&test_lock.held) == 0);
+}
+
 int main(void) {
+  test_lock_behaviour();
   test_size_classes();
   test_block_start_check();
   test_find_free_run();
