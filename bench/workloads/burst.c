@@ -11,7 +11,7 @@
  * and the frees began) and "freed_at t=SECONDS" when all frees are done
  * (so the free phase lasts the difference), then sleeps for
  * 10 s * SCALE (at least 0.2 s; plus 0.5 s of margin when that is at least
- * 1 s) without any allocator call: the threads wait on a barrier and the
+ * 1 s), or the seconds given with -q, without any allocator call: the threads wait on a barrier and the
  * main thread prints "sample t=.. live=.." lines every 0.1 s with write(2)
  * from a stack buffer.  Then the survivors are freed and the program exits.
  *
@@ -24,8 +24,20 @@
 
 #define WL_NAME "burst"
 #define WL_LIVE /* the workers count the bytes they hold */
+#define WL_OPTS "q:"
+#define WL_OPTS_USAGE " [-q QUIET_SECONDS]"
 
 #include "wl.h"
+
+static double g_quiet = -1; /* -q: the quiet period's length; < 0: from SCALE */
+
+static int wl_option(int c, const char *arg)
+{
+    char *end;
+    errno = 0;
+    g_quiet = strtod(arg, &end);
+    return c == 'q' && !errno && !*end && g_quiet >= 0.1 && g_quiet <= 3600;
+}
 
 #define BASE_BYTES ((double)(1ull << 30)) /* allocated at SCALE=1, all threads */
 #define BASE_SLEEP 10.0                     /* seconds of quiet at SCALE=1 */
@@ -111,6 +123,8 @@ int main(int argc, char **argv)
         quiet = 0.2;
     else if (quiet >= 1.0)
         quiet += 0.5;
+    if (g_quiet > 0)
+        quiet = g_quiet;
     wl_workers(T, total); /* bytes to allocate */
     pthread_barrier_init(&g_release, NULL, (unsigned)T + 1);
     wl_start(worker);
