@@ -529,6 +529,11 @@ size_t page_unit_size(const ebb_page_t *page);
 /* Give back the OS pages of `page` that hold no live block.  The caller
  * owns the page's free lists (its owner, or the purger for a sparse page). */
 size_t page_purge_free_units(ebb_page_t *page);
+/* The same in two steps: plan (under whatever guards the page's lists:
+ * marks the units purged, takes their blocks off the free list) and apply
+ * (the madvise calls, which need no lock if the page is marked busy). */
+uint64_t page_purge_plan(ebb_page_t *page);
+size_t page_purge_apply(ebb_page_t *page, uint64_t units);
 /* Arm the sparse trap (a page that was full): one store and one subtract. */
 EBB_INLINE void page_arm_sparse(ebb_page_t *page) {
   if (page->sparse_at != 0 || page->sparse_mark == 0) return;

@@ -100,7 +100,7 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
  * order.  They read as zeros, but the units may also hold other bytes. */
 void page_recarve(ebb_page_t *page) {
   uint64_t purged = page->purged;
-  if (purged == 0) return;
+  if (purged == 0 || (page->detached & DETACHED_BUSY)) return; /* the purger's madvise may be on its way */
   size_t unit = page_unit_size(page), bs = page->block_size;
   ebb_block_t *head = NULL, **tail = &head;
   size_t next_idx = 0; /* blocks below this are done */
@@ -125,6 +125,7 @@ void page_recarve(ebb_page_t *page) {
 
 /* Carve more blocks onto the (empty) free list, in address order. */
 static void page_extend(ebb_page_t *page) {
+  if (page->detached & DETACHED_BUSY) return; /* being purged: nothing carved till it is done */
   if (page->purged) { /* holes first: carving past them would lose them */
     page_recarve(page);
     if (page->free) return;
@@ -320,6 +321,7 @@ void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
 static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
   if (page->class_idx <= EBB_SMALL_CLASS_MAX && heap->queues[page->class_idx].first == page)
     return false;
+  if (page->detached) return false; /* a shared page being purged: the purger retires it */
   page_unqueue(heap, page);
   segment_page_free(heap, segment_of(page), page);
   return true;
@@ -403,7 +405,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
       }
     }
     uint32_t used = page_used(page);
-    if (used == 0 && (best != NULL || next != NULL)) {
+    if (used == 0 && (best != NULL || next != NULL) && !page->detached) {
       queue_remove(heap, page); /* empty, and another page can serve */
       segment_page_free(heap, segment_of(page), page);
     } else {

@@ -69,10 +69,11 @@ uint16_t page_sparse_mark(const ebb_page_t *page) {
   return (uint16_t)(page->reserved / 8);
 }
 
-/* Give back the units of the page that no live block touches; the free
- * blocks in them leave the free list (they become holes, see
- * page_recarve).  Returns the bytes purged. */
-size_t page_purge_free_units(ebb_page_t *page) {
+/* Plan the purge of the units of the page that no live block touches: mark
+ * them purged and take their free blocks off the free list (they become
+ * holes, see page_recarve).  Returns the units to give back, for
+ * page_purge_apply; the caller owns the page's lists. */
+uint64_t page_purge_plan(ebb_page_t *page) {
   if (page->reserved <= 1 || page->start == NULL) return 0;
   page_collect(page);
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
@@ -98,14 +99,6 @@ size_t page_purge_free_units(ebb_page_t *page) {
   }
   uint64_t purge = all_units & ~live & ~page->purged;
   if (purge == 0) return 0;
-  size_t bytes = 0;
-  for (uint64_t todo = purge; todo;) {
-    size_t first = (size_t)__builtin_ctzll(todo), end = first;
-    while (end < units && (todo >> end) & 1) end++;
-    os_purge(page->start + first * unit, (end - first) * unit);
-    bytes += (end - first) * unit;
-    todo &= end >= 64 ? 0 : ~(uint64_t)0 << end;
-  }
   page->purged |= purge;
   /* The free list again, in address order, without the blocks in purged units. */
   ebb_block_t *head = NULL, **tail = &head;
@@ -122,7 +115,27 @@ size_t page_purge_free_units(ebb_page_t *page) {
   *tail = NULL;
   page->free = head;
   page->is_zero = 0;
+  return purge;
+}
+
+/* Give back the units planned; no lock needed, as long as nothing carves
+ * the page's holes or retires the page meanwhile. */
+size_t page_purge_apply(ebb_page_t *page, uint64_t purge) {
+  size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
+  size_t unit = page_unit_size(page), units = span / unit, bytes = 0;
+  for (uint64_t todo = purge; todo;) {
+    size_t first = (size_t)__builtin_ctzll(todo), end = first;
+    while (end < units && (todo >> end) & 1) end++;
+    os_purge(page->start + first * unit, (end - first) * unit);
+    bytes += (end - first) * unit;
+    todo &= end >= 64 ? 0 : ~(uint64_t)0 << end;
+  }
   return bytes;
+}
+
+size_t page_purge_free_units(ebb_page_t *page) {
+  uint64_t purge = page_purge_plan(page);
+  return purge ? page_purge_apply(page, purge) : 0;
 }
 
 /* ---- sparse pages ------------------------------------------------------------ */
@@ -356,18 +369,28 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
  * Blocks freed into the shared heap's pages stay on their page's lists,
  * resident, until some thread allocates that class again.  Once none has
  * for decay_ms, the purger gives back the OS pages no live block touches,
- * and retires pages left empty.  It never waits for the heap's lock: if
- * busy, next tick. */
+ * and retires pages left empty.  It never waits for the heap's lock (if
+ * busy, next tick), and never makes a system call under it: under the lock
+ * it plans each page's purge (marks the units, takes their blocks off the
+ * free list) and marks the page busy, so that nothing carves its holes or
+ * new blocks and nothing retires it; the madvise calls run unlocked, and
+ * then the marks come off.
+ * Before, threads freeing medium blocks of the heap's other classes waited
+ * behind the purger's madvise calls. */
+#define SHARED_PURGE_BATCH 64
+
 static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
   size_t left = 0;
-  /* The lock is taken class by class: allocating threads wait for at most
-   * one class's madvise calls. */
   for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c <= EBB_MEDIUM_CLASS_MAX; c++) {
-    ebb_heap_t *heap = shared_heap_lock_existing(shared_slot_of(c), false);
+    unsigned slot = shared_slot_of(c);
+    ebb_heap_t *heap = shared_heap_lock_existing(slot, false);
     if (heap == NULL) continue;
     if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
       heap_handle_remote_full(heap); /* full pages freed into: back in their queues */
     bool idle = force || decay_reached(now, heap->class_used_at[c], decay_ms);
+    ebb_page_t *planned[SHARED_PURGE_BATCH];
+    uint64_t units[SHARED_PURGE_BATCH];
+    size_t n = 0;
     ebb_page_t *next;
     for (ebb_page_t *page = heap->queues[c].first; page; page = next) {
       next = page->next;
@@ -377,13 +400,33 @@ static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
           left += page->block_size;
         continue;
       }
-      page_purge_free_units(page);
+      if (page->detached) continue;
       if (page_used(page) == 0) {
         page_unqueue(heap, page);
         segment_page_free(heap, segment_of(page), page);
+        continue;
       }
+      if (n == SHARED_PURGE_BATCH) {
+        left += page->block_size; /* next pass */
+        continue;
+      }
+      uint64_t plan = page_purge_plan(page);
+      if (plan == 0) continue;
+      page->detached = DETACHED_BUSY;
+      planned[n] = page;
+      units[n++] = plan;
     }
     shared_heap_unlock(heap);
+    if (n == 0) continue;
+    /* The marks come off without the lock: the purger holds its pass's
+     * lock, which fork's handler takes after the shared heaps' (waiting
+     * for one here could deadlock with it).  A thread that still sees the
+     * mark only skips the page; one that sees it gone finds the madvise
+     * done.  A page that emptied meanwhile retires at the next pass. */
+    for (size_t i = 0; i < n; i++) {
+      page_purge_apply(planned[i], units[i]);
+      __atomic_store_n(&planned[i]->detached, 0, __ATOMIC_RELEASE);
+    }
   }
   return left;
 }
@@ -422,11 +465,14 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
     for (unsigned c = 1; c < EBB_CLASS_COUNT; c++)
       if (heap->sparse[c].first != NULL) /* racy peek */
         left += purge_sparse_class(heap, c, now, decay_ms, force);
+  /* Abandoned segments first: the pages they give back are free slices
+   * that the walk below purges in the same pass (ebb_collect(true) must
+   * not leave them for the next one). */
+  left += segments_purge_abandoned(now, decay_ms, force);
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
     left += segment_purge_free(seg, now, decay_ms, force) +
             segment_purge_remote(seg, now, decay_ms, force);
-  left += segments_purge_abandoned(now, decay_ms, force);
   left += medium_caches_idle(force);
   left += purge_shared_idle(now, decay_ms, force);
   left += huge_cache_decay(now, decay_ms, force);
