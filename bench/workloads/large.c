@@ -20,50 +20,9 @@
 
 #define BASE_REPLACEMENTS 20000 /* at SCALE=1, all threads */
 #define SLOTS 8
-#define PAGE 4096
-
-static void *new_block(uint64_t *rng, size_t *np)
-{
-    size_t n = rng_log(rng, 16, 25); /* 64 KiB .. 32 MiB */
-    unsigned char *p = malloc(n);
-    stamp(p, n);
-    unsigned char t = tag_of(p, n);
-    for (size_t off = PAGE; off < n - 1; off += PAGE)
-        p[off] = (unsigned char)(t + (off >> 12));
-    *np = n;
-    return p;
-}
-
-static void drop_block(unsigned char *p, size_t n)
-{
-    if (check(p, (size_t)1 << 25) != n)
-        fail("block %p: size field damaged", (void *)p);
-    unsigned char t = tag_of(p, n);
-    size_t pages = (n - 2) / PAGE; /* pages written beyond the first */
-    size_t mid = (pages / 2 + 1) * PAGE, last = pages * PAGE;
-    if (pages > 0 && (p[mid] != (unsigned char)(t + (mid >> 12)) ||
-                      p[last] != (unsigned char)(t + (last >> 12))))
-        fail("block %p: damaged contents", (void *)p);
-    free(p);
-}
-
 static void *worker(void *arg)
 {
-    wl_worker_t *w = arg;
-    uint64_t rng = rng_seed((uint64_t)w->id);
-    unsigned char *slot[SLOTS];
-    size_t size[SLOTS];
-    pthread_barrier_wait(&g_barrier);
-    for (int i = 0; i < SLOTS; i++)
-        slot[i] = new_block(&rng, &size[i]);
-    for (uint64_t i = 0; i < w->iters; i++) {
-        unsigned k = (unsigned)(rng_next(&rng) % SLOTS);
-        drop_block(slot[k], size[k]);
-        slot[k] = new_block(&rng, &size[k]);
-    }
-    for (int i = 0; i < SLOTS; i++)
-        drop_block(slot[i], size[i]);
-    w->ops = 2 * (SLOTS + w->iters);
+    wl_big_replace_loop(arg, SLOTS, 16, 25); /* 64 KiB .. 32 MiB */
     return NULL;
 }
 

@@ -266,14 +266,7 @@ static uint64_t run_pool(void)
     emit_sample();
 
     /* The quiet period: no allocator calls anywhere in the process. */
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    long steps = (long)(quiet * 10.0 + 0.5);
-    for (long k = 0; k < steps; k++) {
-        ts_add_ns(&t, TICK_NS);
-        sleep_until(&t);
-        emit_sample();
-    }
+    wl_quiet_period(quiet, TICK_NS, emit_sample);
     char buf[64], *p = buf;
     p = put_str(p, "idle_rss_kib=");
     p = put_u64(p, g_last_rss);
@@ -287,11 +280,7 @@ int main(int argc, char **argv)
     g_t0 = now_sec();
     parse_args(argc, argv);
     uint64_t ops = g_mode == MODE_POOL ? run_pool() : run_churn();
-    char buf[64], *p = buf;
-    p = put_str(p, "ops=");
-    p = put_u64(p, ops);
-    *p++ = '\n';
-    put_line(buf, (size_t)(p - buf));
+    wl_put_ops(ops);
     wl_free_workers();
     return 0;
 }

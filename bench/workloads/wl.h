@@ -484,4 +484,83 @@ static uint64_t hot_objects(uint64_t n)
     return ops;
 }
 
+/* ---- shared by several workloads ------------------------------------------------- */
+
+/* Big blocks (large, large_loop): log-uniform 2^lo_bits..2^hi_bits bytes,
+ * stamped, one byte written in every 4 KiB page after the first; checked
+ * (stamp, a middle and the last page) and freed by wl_big_drop. */
+#define WL_BIG_PAGE 4096
+static inline void *wl_big_new(uint64_t *rng, unsigned lo_bits, unsigned hi_bits, size_t *np)
+{
+    size_t n = rng_log(rng, lo_bits, hi_bits);
+    unsigned char *p = malloc(n);
+    stamp(p, n);
+    unsigned char t = tag_of(p, n);
+    for (size_t off = WL_BIG_PAGE; off < n - 1; off += WL_BIG_PAGE)
+        p[off] = (unsigned char)(t + (off >> 12));
+    *np = n;
+    return p;
+}
+
+static inline void wl_big_drop(unsigned char *p, size_t n, unsigned hi_bits)
+{
+    if (check(p, (size_t)1 << hi_bits) != n)
+        fail("block %p: size field damaged", (void *)p);
+    unsigned char t = tag_of(p, n);
+    size_t pages = (n - 2) / WL_BIG_PAGE; /* pages written beyond the first */
+    size_t mid = (pages / 2 + 1) * WL_BIG_PAGE, last = pages * WL_BIG_PAGE;
+    if (pages > 0 && (p[mid] != (unsigned char)(t + (mid >> 12)) ||
+                      p[last] != (unsigned char)(t + (last >> 12))))
+        fail("block %p: damaged contents", (void *)p);
+    free(p);
+}
+
+/* T threads each keep `slots` big blocks and replace a random one
+ * w->iters times (large, large_loop). */
+static inline void wl_big_replace_loop(wl_worker_t *w, unsigned slots, unsigned lo_bits,
+                                       unsigned hi_bits)
+{
+    uint64_t rng = rng_seed((uint64_t)w->id);
+    unsigned char *slot[16];
+    size_t size[16];
+    if (slots > 16)
+        fail("at most 16 slots");
+    pthread_barrier_wait(&g_barrier);
+    for (unsigned i = 0; i < slots; i++)
+        slot[i] = wl_big_new(&rng, lo_bits, hi_bits, &size[i]);
+    for (uint64_t i = 0; i < w->iters; i++) {
+        unsigned k = (unsigned)(rng_next(&rng) % slots);
+        wl_big_drop(slot[k], size[k], hi_bits);
+        slot[k] = wl_big_new(&rng, lo_bits, hi_bits, &size[k]);
+    }
+    for (unsigned i = 0; i < slots; i++)
+        wl_big_drop(slot[i], size[i], hi_bits);
+    w->ops = 2 * (slots + w->iters);
+}
+
+/* A quiet period of `secs` with no allocator calls, calling sample()
+ * every tick_ns (burst, thread_churn). */
+static inline void wl_quiet_period(double secs, long tick_ns, void (*sample)(void))
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long steps = (long)(secs * 1e9 / (double)tick_ns + 0.5);
+    for (long k = 0; k < steps; k++) {
+        ts_add_ns(&t, tick_ns);
+        sleep_until(&t);
+        sample();
+    }
+}
+
+/* The closing "ops=N" line through write(2) (burst, thread_churn: stdio
+ * may allocate, and those two sample RSS with no allocator calls). */
+static inline void wl_put_ops(uint64_t ops)
+{
+    char buf[64], *p = buf;
+    p = put_str(p, "ops=");
+    p = put_u64(p, ops);
+    *p++ = '\n';
+    put_line(buf, (size_t)(p - buf));
+}
+
 #endif /* WL_H */
