@@ -82,7 +82,7 @@ vg() {
     echo "--- $name stdout (tail)"; tail -n 20 "$logs/stdout"
     echo "--- $name stderr (tail)"; tail -n 20 "$logs/stderr"
     for l in $errlogs ${main_log:-}; do
-      echo "--- $(basename "$l")"; grep -v '^==[0-9]*== *$' "$l" | head -n 60
+      echo "--- $(basename "$l")"; grep -v -e '^==[0-9]*== *$' -e 'set address range perms' "$l" | head -n 80
     done
   else
     printf 'ok    %-16s %6.1fs under valgrind (%d process(es), 0 errors, ebb served all allocations)\n' \
