@@ -290,22 +290,27 @@ void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
   if (seg->used_slices == HEADER_SLICES) segment_now_empty(heap, seg);
 }
 
+/* A reclaimed segment onto the heap's lists: full, with room, or (empty)
+ * to the pool, or kept as the heap's cached empty segment if keep_empty. */
+static void segment_adopt(ebb_heap_t *heap, ebb_segment_t *seg, bool keep_empty) {
+  if (seg->used_slices == HEADER_SLICES) {
+    if (keep_empty && heap->cached_empty == NULL) heap->cached_empty = seg;
+    else pool_push(seg);
+  } else if (seg->used_slices == ALL_SLICES) {
+    seg_list_push(&heap->segments_full, seg);
+    seg->in_full_list = 1;
+  } else {
+    seg_list_push(&heap->segments, seg);
+  }
+}
+
 /* Adopt every abandoned segment into `heap` (ebb_collect(true) and
  * malloc_trim): what exited threads' blocks left free can then be released
  * by the heap's own collect, instead of waiting for a thread that needs a
  * segment. */
 void segments_reclaim_all(ebb_heap_t *heap) {
   ebb_segment_t *seg;
-  while ((seg = segment_reclaim(heap)) != NULL) {
-    if (seg->used_slices == HEADER_SLICES) {
-      pool_push(seg);
-    } else if (seg->used_slices == ALL_SLICES) {
-      seg_list_push(&heap->segments_full, seg);
-      seg->in_full_list = 1;
-    } else {
-      seg_list_push(&heap->segments, seg);
-    }
-  }
+  while ((seg = segment_reclaim(heap)) != NULL) segment_adopt(heap, seg, false);
 }
 
 void segments_release_cached(ebb_heap_t *heap) {
@@ -382,15 +387,7 @@ bool segments_reclaim_for_class(ebb_heap_t *heap, unsigned cls) {
   for (int tries = 0; tries < 4; tries++) {
     ebb_segment_t *seg = segment_reclaim(heap);
     if (seg == NULL) return false;
-    if (seg->used_slices == HEADER_SLICES) {
-      if (heap->cached_empty == NULL) heap->cached_empty = seg;
-      else pool_push(seg);
-    } else if (seg->used_slices == ALL_SLICES) {
-      seg_list_push(&heap->segments_full, seg);
-      seg->in_full_list = 1;
-    } else {
-      seg_list_push(&heap->segments, seg);
-    }
+    segment_adopt(heap, seg, true);
     if (heap->queues[cls].first != NULL) return true;
   }
   return false;
