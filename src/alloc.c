@@ -160,17 +160,45 @@ static inline void free_detached_own(ebb_segment_t *seg, ebb_page_t *page, void 
   if (!heap_free_sparse(ebb_tls_heap, page, p)) free_remote(seg, page, p);
 }
 
+/* A free that cannot wait for the shared heap's lock: onto the slot's
+ * deferred stack (one atomic), for the next holder to take in.  Not the
+ * page's remote list: the shared heaps' segments are one group (segment.c),
+ * with no owner heap to tell of a full page's remote frees. */
+static void shared_defer_free(unsigned slot, ebb_block_t *block) {
+  ebb_block_t *old = atomic_load_explicit(&ebb_shared[slot].deferred, memory_order_relaxed);
+  do {
+    block->next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&ebb_shared[slot].deferred, &old, block,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* The holder of a shared heap's lock takes in the frees deferred to it, as
+ * their owner would.  A list longer than any heap could hold has a cycle:
+ * a block freed twice. */
+EBB_NOINLINE void shared_drain_deferred(ebb_heap_t *heap) {
+  ebb_block_t *list =
+      atomic_exchange_explicit(&ebb_shared[heap->shared_slot].deferred, NULL, memory_order_acquire);
+  for (size_t n = 0; list; n++) {
+    if (unlikely(n > ((size_t)1 << 32))) ebb_fatal_pointer("free", list, "double free (block freed twice)");
+    ebb_block_t *next = list->next;
+    ebb_segment_t *seg = segment_of(list);
+    free_local_in(heap, page_of(seg, list), list);
+    list = next;
+  }
+}
+
 /* A medium block to its shared heap, without the thread's cache.  With
  * wait, under the heap's lock; without, only if the lock is free.  A
  * thread holding the lock (a free made under it), or finding it busy,
- * pushes the block as other threads' frees once did. */
+ * defers the block to the next holder. */
 static void free_to_shared(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block, bool wait) {
+  (void)seg;
   unsigned slot = shared_slot_of(page->class_idx);
   ebb_heap_t *heap = shared_heap_held_here(slot) ? NULL
                      : wait                       ? shared_heap_lock(slot) /* it exists: it made the page */
                                                   : shared_heap_lock_existing(slot, false);
   if (heap == NULL) {
-    free_remote(seg, page, block);
+    shared_defer_free(slot, block);
     return;
   }
   free_local_in(heap, page, block); /* as its owner would: exact counts, and a

@@ -82,7 +82,10 @@ ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
   }
   if (!lock_try(&ebb_shared[slot].lock)) return NULL;
   ebb_shared_held |= (uint8_t)(1u << slot);
-  return atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
+  ebb_heap_t *heap = atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
+  if (atomic_load_explicit(&ebb_shared[slot].deferred, memory_order_relaxed) != NULL)
+    shared_drain_deferred(heap);
+  return heap;
 }
 
 /* Lock order: the shared heap (whose slow path may purge everything near

@@ -230,6 +230,10 @@ typedef struct ebb_heap {
   uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
   uint32_t slow_calls;                  /* page_alloc_slow calls (inline purging) */
+  /* Small classes whose current page went empty (bit = class): kept for a
+   * malloc/free loop, retired if still empty two checks later (page.c). */
+  uint64_t empty_current, empty_current_aging;
+  uint32_t retire_tick;                 /* slow-path calls, for those checks */
   /* statistics, written by the owner */
   uint64_t stat_allocs[EBB_CLASS_COUNT];
   uint64_t stat_remote_frees;
@@ -600,7 +604,10 @@ EBB_INLINE unsigned shared_slot_of(unsigned cls) { return cls % EBB_SHARED_HEAPS
 typedef struct {
   ebb_lock_t lock;
   _Atomic(ebb_heap_t *) heap; /* made once, under the lock */
-  char pad_[64 - 2 * sizeof(uintptr_t)];
+  /* Blocks freed while the lock could not be waited for (a free made under
+   * it, or the purger's): pushed here, taken in by the next holder. */
+  _Atomic(ebb_block_t *) deferred;
+  char pad_[64 - 3 * sizeof(uintptr_t)];
 } ebb_shared_slot_t;
 extern ebb_shared_slot_t ebb_shared[EBB_SHARED_HEAPS];
 /* Bit i: this thread holds shared heap i's lock.  Thread-local, so the
@@ -613,11 +620,15 @@ ebb_heap_t *shared_heap_create_locked(unsigned slot);
  * allocation or free made while this thread holds it (pthread_create
  * starting the purger, say) must not wait for itself.  Inline: every
  * medium allocation and free takes it. */
+void shared_drain_deferred(ebb_heap_t *heap); /* alloc.c */
 EBB_INLINE ebb_heap_t *shared_heap_lock(unsigned slot) {
   lock_acquire_blind(&ebb_shared[slot].lock);
   ebb_shared_held |= (uint8_t)(1u << slot);
   ebb_heap_t *heap = atomic_load_explicit(&ebb_shared[slot].heap, memory_order_relaxed);
-  return likely(heap != NULL) ? heap : shared_heap_create_locked(slot);
+  if (unlikely(heap == NULL)) return shared_heap_create_locked(slot);
+  if (unlikely(atomic_load_explicit(&ebb_shared[slot].deferred, memory_order_relaxed) != NULL))
+    shared_drain_deferred(heap);
+  return heap;
 }
 EBB_INLINE void shared_heap_unlock(ebb_heap_t *heap) {
   unsigned slot = heap->shared_slot;

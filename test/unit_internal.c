@@ -158,7 +158,64 @@ static void test_lock_behaviour(void) {
   CHECK(atomic_load(&test_lock.held) == 0);
 }
 
+/* A small class's current page that went empty is kept for a malloc/free
+ * loop, but not while the program moves on through other classes: then it
+ * goes back to its segment (page.c, heap_retire_empty_current). */
+static void test_empty_current_page_retired(void) {
+  enum { N = 512 };
+  static void *blocks[N];
+  unsigned cls = size_class_of(1000);
+  for (int i = 0; i < N; i++) blocks[i] = ebb_malloc(1000);
+  for (int i = 0; i < N; i++) ebb_free(blocks[i]);
+  ebb_heap_t *heap = ebb_tls_heap;
+  CHECK(heap->queues[cls].first != NULL); /* kept: it is the class's current page */
+  CHECK(page_used(heap->queues[cls].first) == 0);
+  /* Other classes, a page's worth each: many slow paths. */
+  for (size_t size = 16; size <= 512; size += 16) {
+    for (int i = 0; i < N; i++) blocks[i] = ebb_malloc(size);
+    for (int i = 0; i < N; i++) ebb_free(blocks[i]);
+  }
+  CHECK(heap->queues[cls].first == NULL);
+}
+
+/* Every shared heap takes its pages from one group of segments: blocks of
+ * medium classes that belong to different shared heaps can share one. */
+static void test_medium_group(void) {
+  size_t a_size = 20 << 10, b_size = 24 << 10;
+  CHECK(shared_slot_of(size_class_of(a_size)) != shared_slot_of(size_class_of(b_size)));
+  void *a = ebb_malloc(a_size), *b = ebb_malloc(b_size);
+  CHECK(a && b);
+  CHECK(segment_of(a) == segment_of(b));
+  ebb_free(a);
+  ebb_free(b);
+}
+
+/* A medium free made while this thread holds its shared heap's lock is
+ * deferred, and taken in (exact counts) by the lock's next holder. */
+static void test_shared_deferred_free(void) {
+  size_t size = 40 << 10; /* above the thread cache's classes */
+  unsigned cls = size_class_of(size), slot = shared_slot_of(cls);
+  CHECK(class_is_medium(cls) && cls > EBB_MEDIUM_CACHE_CLASS_MAX);
+  void *keep = ebb_malloc(size), *p = ebb_malloc(size);
+  CHECK(keep && p);
+  ebb_page_t *page = page_of(segment_of(p), p);
+  uint32_t used = page_used(page);
+  ebb_heap_t *heap = shared_heap_lock(slot);
+  ebb_free(p); /* under the lock: may not wait for it */
+  CHECK(atomic_load(&ebb_shared[slot].deferred) == (ebb_block_t *)p);
+  CHECK(page_used(page) == used);
+  shared_heap_unlock(heap);
+  heap = shared_heap_lock(slot);
+  CHECK(atomic_load(&ebb_shared[slot].deferred) == NULL);
+  CHECK(page_used(page) == used - 1);
+  shared_heap_unlock(heap);
+  ebb_free(keep);
+}
+
 int main(void) {
+  test_empty_current_page_retired();
+  test_medium_group();
+  test_shared_deferred_free();
   test_lock_behaviour();
   test_size_classes();
   test_block_start_check();
