@@ -129,7 +129,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
 
 /* ---- free ------------------------------------------------------------------ */
 EBB_INLINE void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
-  page_remote_push(seg, page, block, block);
+  page_remote_push(seg, page, block, block, 1);
 }
 
 /* Find the page of a pointer handed to `call`, or report it and abort. */

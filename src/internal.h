@@ -144,7 +144,7 @@ typedef struct ebb_page {
    * its own. */
   uintptr_t owner_thread;
   /* cold */
-  _Atomic(ebb_block_t *) thread_free; /* frees from other threads */
+  _Atomic uintptr_t thread_free;      /* frees from other threads: a list and its length (tf_*) */
   size_t block_size;
   struct ebb_page *next, *prev;       /* in a class queue, the full list or a sparse list */
   uint64_t purged;          /* bit u: purge unit u given back to the OS (see purge.c);
@@ -192,9 +192,8 @@ typedef struct ebb_segment {
   struct ebb_segment *next, *prev;  /* in a heap's list, the pool, or abandoned */
   struct ebb_segment *all_next;     /* every normal segment ever mapped */
   /* bit i: a remote free hit full page i.  The freer that sets the first
-   * bit pushes the segment on its owner's remote_segments stack. */
+   * bit raises its owner's remote_pending flag. */
   _Atomic uint64_t remote_full;
-  _Atomic(struct ebb_segment *) remote_next; /* in the owner's remote_segments */
   ebb_lock_t lock;
   uint8_t kind;
   uint8_t in_full_list;             /* heap: in `segments_full` (no free slice) */
@@ -202,7 +201,7 @@ typedef struct ebb_segment {
    * segment's pages, and whether it has purged their free memory since. */
   uint8_t abandoned_purged;
   uint32_t abandoned_stamp;
-  uint8_t pad_[128 - 108];
+  uint8_t pad_[128 - 100];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 
@@ -218,9 +217,12 @@ typedef struct ebb_heap {
   ebb_segment_t *segments;              /* owned, with at least one free slice */
   ebb_segment_t *segments_full;         /* owned, every slice in use */
   ebb_segment_t *cached_empty;          /* one empty segment kept for reuse */
-  /* Owned segments whose remote_full went from 0 to not 0: a stack that
-   * remote freers push on and the owner takes whole. */
-  _Atomic(ebb_segment_t *) remote_segments;
+  /* Some owned segment's remote_full went from 0 to not 0: the owner
+   * looks at its segments' masks.  A flag, not a list of segments: a
+   * segment on a list could be given away and pushed again, by a freer
+   * that read the old owner, while still linked there (a cycle: seen as
+   * larson-8t looping for good in heap_handle_remote_full). */
+  _Atomic uint32_t remote_pending;
   bool is_live;                         /* belongs to a running thread */
   bool is_shared;                       /* a shared heap of medium blocks (heap.c) */
   uint8_t shared_slot;                  /* which one */
@@ -322,27 +324,40 @@ EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
   return offset * page->block_magic < page->block_bound;
 }
 
+/* page->thread_free holds the list of blocks other threads freed and, in
+ * its top 16 bits, how many: the owner takes the count with the list,
+ * without walking it.  The list's blocks were written last by other cores:
+ * walking them to count cost 38% of larson-8t's time (perf).  A page holds
+ * at most 8192 blocks; the count saturates, which only blocks freed twice
+ * can reach, and is then reported as a double free. */
+#define EBB_TF_COUNT_SHIFT 48
+#define EBB_TF_COUNT_MAX 0xFFFFu
+EBB_INLINE ebb_block_t *tf_list(uintptr_t word) {
+  return (ebb_block_t *)(word & (((uintptr_t)1 << EBB_TF_COUNT_SHIFT) - 1));
+}
+EBB_INLINE uint32_t tf_count(uintptr_t word) { return (uint32_t)(word >> EBB_TF_COUNT_SHIFT); }
+
 /* The first remote free into a full page of seg since its owner last
- * looked: put seg on the owner's stack (an abandoned segment has none; its
- * next owner collects every page anyway). */
-EBB_INLINE void segment_push_remote(ebb_segment_t *seg) {
+ * looked: raise the owner's flag (an abandoned segment has no owner; its
+ * next owner collects every page anyway).  A stale owner only looks in
+ * vain. */
+EBB_INLINE void segment_notify_remote(ebb_segment_t *seg) {
   ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_seq_cst);
   if (owner == NULL) return;
-  ebb_segment_t *old = atomic_load_explicit(&owner->remote_segments, memory_order_relaxed);
-  do {
-    atomic_store_explicit(&seg->remote_next, old, memory_order_relaxed);
-  } while (!atomic_compare_exchange_weak_explicit(&owner->remote_segments, &old, seg,
-                                                  memory_order_seq_cst, memory_order_relaxed));
+  if (atomic_load_explicit(&owner->remote_pending, memory_order_seq_cst) == 0)
+    atomic_store_explicit(&owner->remote_pending, 1, memory_order_seq_cst);
 }
 
-/* Push blocks first..last (linked) onto the page's remote list: a remote
- * free (one block), or the purger returning a list it borrowed. */
+/* Push `count` blocks first..last (linked) onto the page's remote list: a
+ * remote free (one block), or the purger returning a list it borrowed. */
 EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *first,
-                                 ebb_block_t *last) {
-  ebb_block_t *old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+                                 ebb_block_t *last, uint32_t count) {
+  uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed), word;
   do {
-    last->next = old;
-  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, first,
+    last->next = tf_list(old);
+    uint32_t n = tf_count(old) + count;
+    word = (uintptr_t)first | ((uintptr_t)(n < EBB_TF_COUNT_MAX ? n : EBB_TF_COUNT_MAX) << EBB_TF_COUNT_SHIFT);
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, word,
                                                   memory_order_seq_cst, memory_order_relaxed));
   /* The page sits on its owner's full list: tell the owner where to look.
    * Safe after the push: segments and heaps are never unmapped. */
@@ -350,7 +365,7 @@ EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block
     uint64_t bit = (uint64_t)1 << (size_t)(page - seg->pages);
     if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit) &&
         atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst) == 0)
-      segment_push_remote(seg);
+      segment_notify_remote(seg);
   }
 }
 
@@ -513,6 +528,7 @@ extern _Atomic size_t ebb_huge_usable_bytes, ebb_huge_requested_bytes;
 /* ---- page.c: carving, collecting, queues --------------------------------- */
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero);
 void page_collect(ebb_page_t *page);
+void page_collect_all(ebb_page_t *page); /* page_collect, then nothing left on local_free */
 void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
                bool zero);
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page);

@@ -6,7 +6,7 @@
  * the heap's full list, and comes back when a block on it is freed: by the
  * owner (its free path sees the full bias in `used_minus_one`) or by another thread
  * (its push sees page->in_full and flags the page in its segment; the first
- * flag puts the segment on the heap's remote_segments stack).
+ * flag raises the heap's remote_pending).
  *
  * The in_full handshake is Dekker-style: the owner sets in_full, then reads
  * thread_free; a remote freer pushes onto thread_free, then reads in_full
@@ -155,7 +155,39 @@ static inline void harvest_before_wrap(ebb_page_t *page) {
   if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
 }
 
+/* Afterwards every free block is on `free`, but for one case: a page with
+ * free blocks and nothing on local_free, given other threads' frees, keeps
+ * its free list on local_free (taken in when `free` runs dry). */
 void page_collect(ebb_page_t *page) {
+  /* Other threads' frees first, while the free list is (usually) empty:
+   * then the list is taken as it is, its length read from the word, and
+   * none of its blocks (in other cores' caches) is touched here. */
+  if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
+    uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
+    ebb_block_t *list = tf_list(word);
+    if (list != NULL) {
+      uint32_t count = tf_count(word);
+      if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
+      count_remote_frees(page, count);
+      harvest_before_wrap(page);
+      if (page->free != NULL) {
+        if (page->local_free == NULL) {
+          /* The free list waits as if the owner had freed it: no walk. */
+          page->local_free = page->free;
+          page->free = list;
+          page->used_minus_one -= (int32_t)count;
+          page->is_zero = 0;
+          return;
+        }
+        ebb_block_t *tail = list;
+        while (tail->next) tail = tail->next;
+        tail->next = page->free;
+      }
+      page->free = list;
+      page->used_minus_one -= (int32_t)count;
+      page->is_zero = 0;
+    }
+  }
   if (page->local_free) {
     harvest_before_wrap(page);
     if (page->free == NULL) {
@@ -169,23 +201,11 @@ void page_collect(ebb_page_t *page) {
     page->local_free = NULL;
     page->is_zero = 0;
   }
-  if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
-    ebb_block_t *list = atomic_exchange_explicit(&page->thread_free, NULL, memory_order_acquire);
-    if (list == NULL) return;
-    uint32_t count = 1;
-    ebb_block_t *tail = list;
-    while (tail->next) {
-      tail = tail->next;
-      count++;
-    }
-    if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
-    count_remote_frees(page, count);
-    harvest_before_wrap(page);
-    tail->next = page->free;
-    page->free = list;
-    page->used_minus_one -= count;
-    page->is_zero = 0;
-  }
+}
+
+void page_collect_all(ebb_page_t *page) {
+  page_collect(page);
+  if (page->local_free) page_collect(page); /* with local_free set, nothing is left there */
 }
 
 /* ---- queues -------------------------------------------------------------- */
@@ -272,7 +292,7 @@ static bool page_to_full(ebb_heap_t *heap, ebb_page_t *page) {
   list_push_back(&heap->full, page);
   page_mark_full(page, true);
   atomic_store_explicit(&page->in_full, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != NULL) {
+  if (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != 0) {
     list_remove(&heap->full, page);
     page_mark_full(page, false);
     atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
@@ -396,7 +416,7 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap) {
     ebb_page_t *page = heap->queues[cls].first;
     if (page == NULL || page->detached || page->sparse_at || page_used(page) != 0) continue;
     /* Still empty: collect the remote list too, then give it back. */
-    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) continue;
+    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) continue;
     heap->empty_current_aging &= ~((uint64_t)1 << cls);
     page_unqueue(heap, page);
     segment_page_free(heap, segment_of(page), page);
@@ -407,7 +427,7 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap) {
 #define EBB_PAGE_CANDIDATES 4
 
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
-  if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
+  if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) != 0)
     heap_handle_remote_full(heap);
   /* Without a purger thread, decay runs from here (at most once a tick). */
   if (unlikely(atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) &&
@@ -429,7 +449,16 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   ebb_page_t *page = q->first;
   while (page && candidates < EBB_PAGE_CANDIDATES) {
     ebb_page_t *next = page->next;
-    page_collect(page);
+    /* A page with free blocks is collected only if that empties it:
+     * appending other threads' frees to its list would walk one of the
+     * lists.  Its rank counts them all the same (the length is in the
+     * word). */
+    if (page->free == NULL || page->local_free == NULL) page_collect(page);
+    uint32_t pending = tf_count(atomic_load_explicit(&page->thread_free, memory_order_relaxed));
+    if (pending != 0 && pending == page_used(page)) {
+      page_collect(page);
+      pending = 0;
+    }
     if (page->free == NULL) {
       if (page->purged) page_recarve(page);
       if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
@@ -439,8 +468,8 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
         continue;
       }
     }
-    uint32_t used = page_used(page);
-    if (used == 0 && (best != NULL || next != NULL) && !page->detached) {
+    uint32_t used = page_used(page) - pending;
+    if (used == 0 && pending == 0 && (best != NULL || next != NULL) && !page->detached) {
       queue_remove(heap, page); /* empty, and another page can serve */
       segment_page_free(heap, segment_of(page), page);
     } else {
@@ -500,26 +529,24 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   return page_take(page, size, zero);
 }
 
-/* Some remote free hit a page on this heap's full list: the segments on
- * the stack say which pages.  A segment is read past before its bits are
- * cleared: once cleared, a freer may push it again (rewriting its link).
- * One that changed hands meanwhile is left alone: its new owner collected
- * every page when it took it. */
+/* Some remote free hit a page on this heap's full list: the masks of its
+ * segments say which pages.  The flag is cleared first, so a flag raised
+ * while the segments are read calls for another look. */
 void heap_handle_remote_full(ebb_heap_t *heap) {
-  ebb_segment_t *seg = atomic_exchange_explicit(&heap->remote_segments, NULL, memory_order_seq_cst);
-  while (seg) {
-    ebb_segment_t *next = atomic_load_explicit(&seg->remote_next, memory_order_relaxed);
-    if (atomic_load_explicit(&seg->owner, memory_order_relaxed) == heap) {
+  atomic_exchange_explicit(&heap->remote_pending, 0, memory_order_seq_cst);
+  ebb_segment_t *lists[2] = {heap->segments_full, heap->segments};
+  for (int l = 0; l < 2; l++) {
+    for (ebb_segment_t *seg = lists[l]; seg; seg = seg->next) {
+      if (atomic_load_explicit(&seg->remote_full, memory_order_relaxed) == 0) continue;
       uint64_t pages = atomic_exchange_explicit(&seg->remote_full, 0, memory_order_seq_cst);
       while (pages) {
         ebb_page_t *page = &seg->pages[__builtin_ctzll(pages)];
         pages &= pages - 1;
         if (atomic_load_explicit(&page->in_full, memory_order_relaxed) &&
-            atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != NULL)
+            atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != 0)
           page_unfull(heap, page);
       }
     }
-    seg = next;
   }
 }
 
@@ -531,7 +558,7 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
  * segments are the medium group's, shared with the other shared heaps. */
 static void shared_page_collect(ebb_heap_t *heap, ebb_page_t *page, bool force) {
   if (page->detached) return; /* the purger's */
-  page_collect(page);
+  page_collect_all(page);
   if (page_used(page) == 0) {
     page_unqueue(heap, page);
     segment_page_free(heap, segment_of(page), page);
@@ -571,7 +598,7 @@ void heap_collect(ebb_heap_t *heap, bool force) {
       ebb_segment_t *next = seg->next;
       FOR_EACH_PAGE(seg, page) {
         if (page->detached) continue; /* the purger's */
-        page_collect(page);
+        page_collect_all(page);
         if (page_used(page) == 0) {
           page_unqueue(heap, page);
           segment_page_free(heap, seg, page);

@@ -75,7 +75,7 @@ uint16_t page_sparse_mark(const ebb_page_t *page) {
  * page_purge_apply; the caller owns the page's lists. */
 uint64_t page_purge_plan(ebb_page_t *page) {
   if (page->reserved <= 1 || page->start == NULL) return 0;
-  page_collect(page);
+  page_collect_all(page);
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
   size_t unit = page_unit_size(page), units = span / unit;
   if (units <= 1) return 0;
@@ -157,7 +157,7 @@ static void reattach(ebb_heap_t *heap, ebb_page_t *page) {
   page->detached = 0;
   page->next = page->prev = NULL;
   page_set_owner_thread(page, heap->thread_id);
-  page_collect(page);
+  page_collect_all(page);
 }
 
 /* Back in the owner's hands for good: an empty page to its segment, any
@@ -255,8 +255,8 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
     /* BUSY stays set until the page is back on a list: until then the
      * owner's frees take the atomic path and it cannot retire the page. */
     uint8_t state = page->detached & 3;
-    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
-      page_collect(page);
+    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
+      page_collect_all(page);
       if (state == DETACHED_PURGED) state = DETACHED_FRESH;
     }
     if (state == DETACHED_FRESH) { /* freed into: its decay starts now */
@@ -330,7 +330,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   size_t n = 0;
   lock_acquire(&seg->lock); /* the runs stay as they are while listed */
   FOR_EACH_PAGE(seg, page) {
-    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) == NULL) {
+    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) == 0) {
       if (page->remote_seen) page->remote_seen = 0; /* taken in: a later list waits anew */
     } else if (page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size)
       heads[n++] = (uint8_t)(page - seg->pages);
@@ -342,7 +342,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   size_t left = 0;
   for (size_t k = 0; k < n; k++) {
     ebb_page_t *page = &seg->pages[heads[k]];
-    ebb_block_t *head = atomic_load_explicit(&page->thread_free, memory_order_acquire);
+    ebb_block_t *head = tf_list(atomic_load_explicit(&page->thread_free, memory_order_acquire));
     if (head == NULL || remote_block_purged(head)) continue; /* taken in, or nothing new */
     if (!force) {
       if (decay_units < 0) continue;
@@ -353,14 +353,15 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
         continue;
       }
     }
-    ebb_block_t *list = atomic_exchange_explicit(&page->thread_free, NULL, memory_order_acquire);
+    uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
+    ebb_block_t *list = tf_list(word);
     if (list == NULL) continue;
     /* Borrowed: the page keeps these blocks counted as used, so its
      * geometry cannot change until they are pushed back. */
     ebb_block_t *last;
     purge_remote_list(page, list, &last);
     page->remote_seen = 0;
-    page_remote_push(seg, page, list, last);
+    page_remote_push(seg, page, list, last, tf_count(word));
   }
   return left;
 }
@@ -385,7 +386,7 @@ static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
     unsigned slot = shared_slot_of(c);
     ebb_heap_t *heap = shared_heap_lock_existing(slot, false);
     if (heap == NULL) continue;
-    if (atomic_load_explicit(&heap->remote_segments, memory_order_relaxed) != NULL)
+    if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) != 0)
       heap_handle_remote_full(heap); /* full pages freed into: back in their queues */
     bool idle = force || decay_reached(now, heap->class_used_at[c], decay_ms);
     ebb_page_t *planned[SHARED_PURGE_BATCH];

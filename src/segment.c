@@ -32,7 +32,11 @@ _Atomic size_t ebb_huge_bytes, ebb_huge_count, ebb_huge_usable_bytes, ebb_huge_r
  * exited threads. */
 static ebb_lock_t pool_lock, abandoned_lock, huge_cache_lock; /* taken in this order around fork */
 static ebb_segment_t *pool;
-static ebb_segment_t *abandoned_list;
+/* Oldest first: a thread that needs a page adopts the segment abandoned
+ * longest ago, whose blocks other threads have had the most time to free
+ * (newest first, thread_pool's threads adopted segments their predecessor
+ * had just left full). */
+static ebb_segment_t *abandoned_list, *abandoned_tail;
 _Atomic(ebb_segment_t *) ebb_all_segments;
 
 #define ALL_SLICES (~(uint64_t)0)
@@ -304,9 +308,6 @@ ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
 
 static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
   heap_list_remove(heap, seg);
-  /* Still on the heap's remote stack: take it off (with the rest) before
-   * another heap can own it and a freer push it on that one's. */
-  if (atomic_load_explicit(&seg->remote_full, memory_order_seq_cst)) heap_handle_remote_full(heap);
   if (heap->cached_empty == NULL && (heap->is_live || heap->is_shared)) {
     heap->cached_empty = seg;
   } else {
@@ -394,7 +395,7 @@ void segments_abandon(ebb_heap_t *heap) {
       ebb_segment_t *next = seg->next;
       seg->in_full_list = 0;
       FOR_EACH_PAGE(seg, page) {
-        page_collect(page);
+        page_collect_all(page);
         page_mark_full(page, false);
         atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
         page->next = page->prev = NULL;
@@ -408,9 +409,10 @@ void segments_abandon(ebb_heap_t *heap) {
         seg->abandoned_stamp = now;
         seg->abandoned_purged = 0;
         lock_acquire(&abandoned_lock);
-        seg->prev = NULL;
-        seg->next = abandoned_list;
-        abandoned_list = seg;
+        seg->prev = seg->next = NULL;
+        if (abandoned_tail) abandoned_tail->next = seg;
+        else abandoned_list = seg;
+        abandoned_tail = seg;
         lock_release(&abandoned_lock);
       }
       seg = next;
@@ -427,6 +429,7 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
   lock_acquire(&abandoned_lock);
   ebb_segment_t *seg = abandoned_list;
   if (seg) abandoned_list = seg->next;
+  if (abandoned_list == NULL) abandoned_tail = NULL;
   lock_release(&abandoned_lock);
   if (seg == NULL) return NULL;
   seg->next = seg->prev = NULL;
@@ -435,7 +438,7 @@ static ebb_segment_t *segment_reclaim(ebb_heap_t *heap) {
   uint32_t now = os_clock_ms();
   FOR_EACH_PAGE(seg, page) {
     page_set_owner_thread(page, heap->thread_id);
-    page_collect(page);
+    page_collect_all(page);
     if (page_used(page) == 0) {
       segment_release_run(seg, page, now);
     } else {
@@ -469,7 +472,7 @@ size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force) {
   if (abandoned_list == NULL) return 0; /* racy peek; the lock decides */
   lock_acquire(&abandoned_lock);
   ebb_segment_t *list = abandoned_list;
-  abandoned_list = NULL;
+  abandoned_list = abandoned_tail = NULL;
   lock_release(&abandoned_lock);
   ebb_segment_t *keep = NULL, *keep_last = NULL;
   size_t left = 0;
@@ -478,8 +481,8 @@ size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force) {
     list = seg->next;
     bool freed_into = false;
     FOR_EACH_PAGE(seg, page) {
-      if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != NULL) {
-        page_collect(page);
+      if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
+        page_collect_all(page);
         freed_into = true;
       }
       if (page_used(page) == 0) segment_release_run(seg, page, now);
@@ -506,9 +509,10 @@ size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force) {
     keep_last = seg;
   }
   if (keep) {
-    lock_acquire(&abandoned_lock);
+    lock_acquire(&abandoned_lock); /* older than any abandoned meanwhile: in front */
     keep_last->next = abandoned_list;
     abandoned_list = keep;
+    if (abandoned_tail == NULL) abandoned_tail = keep_last;
     lock_release(&abandoned_lock);
   }
   return left;

@@ -212,7 +212,67 @@ static void test_shared_deferred_free(void) {
   ebb_free(keep);
 }
 
+/* Other threads' frees carry their count in the page's remote word: the
+ * owner takes them in without walking the list. */
+static void *free_three(void *arg) {
+  void **blocks = arg;
+  for (int i = 0; i < 3; i++) ebb_free(blocks[i]);
+  return NULL;
+}
+
+static void test_remote_free_count(void) {
+  void *blocks[4];
+  for (int i = 0; i < 4; i++) blocks[i] = ebb_malloc(48);
+  ebb_page_t *page = page_of(segment_of(blocks[0]), blocks[0]);
+  for (int i = 1; i < 4; i++) CHECK(page_of(segment_of(blocks[i]), blocks[i]) == page);
+  uint32_t used = page_used(page);
+  pthread_t t;
+  pthread_create(&t, NULL, free_three, blocks);
+  pthread_join(t, NULL);
+  uintptr_t word = atomic_load(&page->thread_free);
+  CHECK(tf_count(word) == 3);
+  CHECK(tf_list(word) == (ebb_block_t *)blocks[2]); /* the last pushed is first */
+  CHECK(page_used(page) == used);
+  page_collect_all(page);
+  CHECK(atomic_load(&page->thread_free) == 0);
+  CHECK(page_used(page) == used - 3);
+  ebb_free(blocks[3]);
+}
+
+/* A remote free into a full page raises its owner's flag; the owner's next
+ * slow path puts the page back in its class queue. */
+static void *free_one(void *arg) {
+  ebb_free(arg);
+  return NULL;
+}
+
+static void test_remote_free_into_full_page(void) {
+  enum { N = 4096 };
+  static void *blocks[N];
+  unsigned cls = size_class_of(64);
+  for (int i = 0; i < N; i++) blocks[i] = ebb_malloc(64);
+  ebb_heap_t *heap = ebb_tls_heap;
+  ebb_page_t *page = page_of(segment_of(blocks[0]), blocks[0]);
+  CHECK(atomic_load(&page->in_full) == 1); /* filled, and the class moved on */
+  pthread_t t;
+  pthread_create(&t, NULL, free_one, blocks[0]);
+  pthread_join(t, NULL);
+  CHECK(atomic_load(&heap->remote_pending) == 1);
+  CHECK(atomic_load(&segment_of(blocks[0])->remote_full) != 0);
+  /* Take the class to its slow path: use up its current page. */
+  ebb_page_t *current = heap->queues[cls].first;
+  void *extra[N];
+  int n = 0;
+  while (heap->queues[cls].first == current && n < N) extra[n++] = ebb_malloc(64);
+  CHECK(atomic_load(&heap->remote_pending) == 0);
+  CHECK(atomic_load(&page->in_full) == 0);
+  for (int i = 0; i < n; i++) ebb_free(extra[i]);
+  for (int i = 1; i < N; i++) ebb_free(blocks[i]);
+}
+
 int main(void) {
+  test_remote_free_into_full_page();
+  test_remote_free_count();
   test_empty_current_page_retired();
   test_medium_group();
   test_shared_deferred_free();
