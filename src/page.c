@@ -406,13 +406,14 @@ static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t
  * takes no slow path, so its page stays. */
 #define EBB_RETIRE_TICKS 16u
 
-static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap) {
+static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wanted) {
   uint64_t aging = heap->empty_current_aging;
   heap->empty_current_aging = heap->empty_current;
   heap->empty_current = 0;
   while (aging) {
     unsigned cls = (unsigned)__builtin_ctzll(aging);
     aging &= aging - 1;
+    if (cls == wanted) continue; /* about to be used again */
     ebb_page_t *page = heap->queues[cls].first;
     if (page == NULL || page->detached || page->sparse_at || page_used(page) != 0) continue;
     /* Still empty: collect the remote list too, then give it back. */
@@ -436,7 +437,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms_coarse();
   if ((heap->empty_current | heap->empty_current_aging) != 0 &&
       (++heap->retire_tick % EBB_RETIRE_TICKS) == 0)
-    heap_retire_empty_current(heap);
+    heap_retire_empty_current(heap, cls);
   ebb_page_queue_t *q = &heap->queues[cls];
   /* Visit pages from the front, collecting each: pages with nothing go to
    * the full list, empty ones back to their segment, and of the first few
