@@ -191,8 +191,7 @@ EBB_NOINLINE void shared_drain_deferred(ebb_heap_t *heap) {
  * wait, under the heap's lock; without, only if the lock is free.  A
  * thread holding the lock (a free made under it), or finding it busy,
  * defers the block to the next holder. */
-static void free_to_shared(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block, bool wait) {
-  (void)seg;
+static void free_to_shared(ebb_page_t *page, ebb_block_t *block, bool wait) {
   unsigned slot = shared_slot_of(page->class_idx);
   ebb_heap_t *heap = shared_heap_held_here(slot) ? NULL
                      : wait                       ? shared_heap_lock(slot) /* it exists: it made the page */
@@ -224,13 +223,13 @@ void medium_cache_flush(ebb_heap_t *heap, bool wait) {
     ebb_block_t *block = atomic_exchange_explicit(&heap->medium_cache[i], NULL, memory_order_acquire);
     if (block == NULL) continue;
     ebb_segment_t *seg = segment_of(block);
-    free_to_shared(seg, page_of(seg, block), block, wait);
+    free_to_shared(page_of(seg, block), block, wait);
   }
 }
 
 /* A medium block freed by any thread: into this thread's cache if its
  * class's slot is empty, else to the shared heap. */
-static EBB_NOINLINE void free_shared(ebb_segment_t *seg, ebb_page_t *page, void *p) {
+static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
   unsigned cls = page->class_idx;
   ebb_heap_t *own = ebb_tls_heap;
   if (cls <= EBB_MEDIUM_CACHE_CLASS_MAX && own != &ebb_empty_heap) {
@@ -243,7 +242,7 @@ static EBB_NOINLINE void free_shared(ebb_segment_t *seg, ebb_page_t *page, void 
     }
     if (unlikely(held == p)) ebb_fatal_pointer("free", p, "double free (block freed twice)");
   }
-  free_to_shared(seg, page, p, true);
+  free_to_shared(page, p, true);
 }
 
 /* A block of a page with a marked owner: the shared heaps' pages, and
@@ -251,7 +250,7 @@ static EBB_NOINLINE void free_shared(ebb_segment_t *seg, ebb_page_t *page, void 
  * (one atomic push). */
 static EBB_NOINLINE void free_marked_owner(ebb_segment_t *seg, ebb_page_t *page, void *p,
                                            uintptr_t owner) {
-  if (owner == EBB_OWNER_SHARED) free_shared(seg, page, p);
+  if (owner == EBB_OWNER_SHARED) free_shared(page, p);
   else if (owner == (ebb_thread_id() | EBB_OWNER_DETACHED)) free_detached_own(seg, page, p);
   else free_remote(seg, page, p);
 }

@@ -23,12 +23,6 @@
 
 #include "internal.h"
 
-/* How many bytes of blocks one extension carves: one OS page.  Carving
- * writes a link into every block, so it touches what it carves; a class
- * used for a few dozen blocks must not touch 16 KiB (measured: the tiny
- * workload's 17 small classes held 20 KiB each at 16 KiB extensions, for
- * 40 KiB of live blocks in all).  At least one block. */
-static inline size_t extend_bytes(void) { return ebb_os_page_size; }
 
 void page_set_geometry(ebb_page_t *page, size_t block_size, uint32_t reserved) {
   page->block_size = block_size;
@@ -134,7 +128,12 @@ static void page_extend(ebb_page_t *page) {
     if (page->free) return;
   }
   size_t avail = page->reserved - page->capacity;
-  size_t count = extend_bytes() / page->block_size;
+  /* One OS page a time (at least one block).  Carving writes a link into
+   * every block, so it touches what it carves; a class used for a few
+   * dozen blocks must not touch 16 KiB (measured: the tiny workload's 17
+   * small classes held 20 KiB each at 16 KiB extensions, for 40 KiB of
+   * live blocks in all). */
+  size_t count = ebb_os_page_size / page->block_size;
   if (count == 0) count = 1;
   if (count > avail) count = avail;
   size_t bs = page->block_size;
@@ -416,7 +415,7 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
     if (cls == wanted) continue; /* about to be used again */
     ebb_page_t *page = heap->queues[cls].first;
     if (page == NULL || page->detached || page->sparse_at || page_used(page) != 0) continue;
-    /* Still empty: collect the remote list too, then give it back. */
+    /* Blocks other threads freed wait on it: not empty after all. */
     if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) continue;
     heap->empty_current_aging &= ~((uint64_t)1 << cls);
     page_unqueue(heap, page);
@@ -450,10 +449,10 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   ebb_page_t *page = q->first;
   while (page && candidates < EBB_PAGE_CANDIDATES) {
     ebb_page_t *next = page->next;
-    /* A page with free blocks is collected only if that empties it:
-     * appending other threads' frees to its list would walk one of the
-     * lists.  Its rank counts them all the same (the length is in the
-     * word). */
+    /* Collected when that walks no list: its free list is empty, or can
+     * wait on local_free (page_collect).  Otherwise only if the pending
+     * remote frees empty it; its rank counts them all the same (their
+     * number is in the word). */
     if (page->free == NULL || page->local_free == NULL) page_collect(page);
     uint32_t pending = tf_count(atomic_load_explicit(&page->thread_free, memory_order_relaxed));
     if (pending != 0 && pending == page_used(page)) {
@@ -551,13 +550,8 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
   }
 }
 
-/* Collect every page of the heap; give empty pages back to their segments
- * (and so empty segments to the pool).  force: first take back the pages
- * handed to the purger, give back the free OS pages inside pages still in
- * use, and release the cached segment. */
-/* A shared heap's pages, found through its queues and full list: its
- * segments are the medium group's, shared with the other shared heaps. */
-static void shared_page_collect(ebb_heap_t *heap, ebb_page_t *page, bool force) {
+/* One page of heap_collect: taken in whole; empty, back to its segment. */
+static void heap_collect_page(ebb_heap_t *heap, ebb_page_t *page, bool force) {
   if (page->detached) return; /* the purger's */
   page_collect_all(page);
   if (page_used(page) == 0) {
@@ -570,22 +564,28 @@ static void shared_page_collect(ebb_heap_t *heap, ebb_page_t *page, bool force) 
   if (force) page_purge_free_units(page);
 }
 
+/* A shared heap's pages, found through its queues and full list: its
+ * segments are the medium group's, shared with the other shared heaps. */
 static void heap_collect_shared(ebb_heap_t *heap, bool force) {
   for (unsigned cls = EBB_SMALL_CLASS_MAX + 1; cls < EBB_CLASS_COUNT; cls++) {
     ebb_page_t *next;
     for (ebb_page_t *page = heap->queues[cls].first; page; page = next) {
       next = page->next;
-      shared_page_collect(heap, page, force);
+      heap_collect_page(heap, page, force);
     }
   }
   ebb_page_t *next;
   for (ebb_page_t *page = heap->full.first; page; page = next) {
     next = page->next;
-    shared_page_collect(heap, page, force);
+    heap_collect_page(heap, page, force);
   }
   if (force) segments_release_cached(heap);
 }
 
+/* Collect every page of the heap; give empty pages back to their segments
+ * (and so empty segments to the pool).  force: first take back the pages
+ * handed to the purger, give back the free OS pages inside pages still in
+ * use, and release the cached segment. */
 void heap_collect(ebb_heap_t *heap, bool force) {
   if (heap->is_shared) {
     heap_collect_shared(heap, force);
@@ -597,18 +597,7 @@ void heap_collect(ebb_heap_t *heap, bool force) {
     ebb_segment_t *seg = lists[l];
     while (seg) {
       ebb_segment_t *next = seg->next;
-      FOR_EACH_PAGE(seg, page) {
-        if (page->detached) continue; /* the purger's */
-        page_collect_all(page);
-        if (page_used(page) == 0) {
-          page_unqueue(heap, page);
-          segment_page_free(heap, seg, page);
-          continue;
-        }
-        if (atomic_load_explicit(&page->in_full, memory_order_relaxed) && page->free)
-          page_unfull(heap, page);
-        if (force) page_purge_free_units(page);
-      }
+      FOR_EACH_PAGE(seg, page) heap_collect_page(heap, page, force);
       seg = next;
     }
   }
