@@ -17,6 +17,7 @@
 ebb_page_t ebb_empty_page;
 ebb_heap_t ebb_empty_heap = {.direct = {[0 ... EBB_DIRECT_COUNT - 1] = &ebb_empty_page}};
 __thread ebb_heap_t *ebb_tls_heap = &ebb_empty_heap;
+__thread bool ebb_heap_exited;
 
 static ebb_lock_t heap_pool_lock;
 static ebb_heap_t *heap_pool;     /* recycled heaps */
@@ -180,8 +181,12 @@ ebb_heap_t *heap_get_or_create(void) {
 static void heap_thread_exit(void *arg) {
   ebb_heap_t *heap = arg;
   if (heap == NULL || heap == &ebb_empty_heap) return;
+  /* First, while the thread pointer still names the heap: a block of a
+   * page this thread handed to the purger goes back through its heap. */
+  foreign_cache_flush(heap);
   /* Later destructors may still allocate: they get a fresh heap. */
   ebb_tls_heap = &ebb_empty_heap;
+  ebb_heap_exited = true;
   heap->is_live = false;
   medium_cache_flush(heap, true);
   segments_abandon(heap);

@@ -109,6 +109,9 @@ EBB_INLINE bool class_is_medium(unsigned cls) {
  * medium cache (alloc.c): at most 300 KiB a thread. */
 #define EBB_MEDIUM_CACHE_CLASS_MAX 73u /* class_size(73) == 32 KiB, checked in unit_internal */
 #define EBB_MEDIUM_CACHE_CLASSES (EBB_MEDIUM_CACHE_CLASS_MAX - EBB_SMALL_CLASS_MAX)
+/* Classes served through direct[] (blocks up to EBB_DIRECT_MAX): each has
+ * a foreign cache in every thread heap (alloc.c). */
+#define EBB_FOREIGN_CLASSES 34u /* classes 1..33; class_size(33) == 1 KiB, checked in unit_internal */
 
 /* ---- blocks, pages, segments, heaps ------------------------------------- */
 typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
@@ -236,6 +239,19 @@ typedef struct ebb_heap {
    * malloc/free loop, retired if still empty two checks later (page.c). */
   uint64_t empty_current, empty_current_aging;
   uint32_t retire_tick;                 /* slow-path calls, for those checks */
+  /* The foreign cache (alloc.c): small blocks this thread freed into other
+   * threads' pages, for its own next allocations of their class.  foreign[c]
+   * is no page of any segment, only a free list the fast path can pop:
+   * while bit c of foreign_active is set, class c's direct[] entries name
+   * it (page.c keeps them so).  Its used_minus_one counts pops and its
+   * capacity pushes since it was last empty; only the owner touches it. */
+  uint64_t foreign_active;
+  /* Bit c: class c's cache filled up with nothing popped since it last
+   * did (overflowed); then filled up that way twice in a row, so this
+   * thread frees the class but does not allocate it (bypass: its frees go
+   * straight back, until its slow path serves the class). */
+  uint64_t foreign_overflowed, foreign_bypass;
+  ebb_page_t foreign[EBB_FOREIGN_CLASSES];
   /* statistics, written by the owner */
   uint64_t stat_allocs[EBB_CLASS_COUNT];
   uint64_t stat_remote_frees;
@@ -542,6 +558,9 @@ void page_recarve(ebb_page_t *page);
 void page_queue_push(ebb_page_queue_t *q, ebb_page_t *page);
 void page_queue_remove(ebb_page_queue_t *q, ebb_page_t *page);
 void page_enqueue_front(ebb_heap_t *heap, ebb_page_t *page);
+/* Point class cls's direct[] entries where the fast path should look: the
+ * foreign cache while its bit is set, else the class's first page. */
+void heap_direct_refresh(ebb_heap_t *heap, unsigned cls);
 
 /* ---- purge.c: decay, sparse pages, the background purger, the limit ------ */
 /* The span a purge unit covers in `page`, and how many units it has. */
@@ -614,6 +633,9 @@ void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger
 
 /* ---- heap.c: thread heaps, and the shared heap of medium blocks ----------- */
 ebb_heap_t *heap_get_or_create(void);
+/* This thread's heap went away at its exit: a free in a later destructor
+ * does not make it a new one (an allocation still does). */
+extern __thread bool ebb_heap_exited;
 /* The shared heaps of medium blocks: a class belongs to one. */
 #define EBB_SHARED_HEAPS 4
 EBB_INLINE unsigned shared_slot_of(unsigned cls) { return cls % EBB_SHARED_HEAPS; }
@@ -664,6 +686,10 @@ EBB_INLINE _Atomic(ebb_block_t *) *medium_cache_slot(ebb_heap_t *heap, unsigned 
  * wait, under their locks (never while holding the purger's), else without
  * waiting (a busy heap gets them as other threads' frees). */
 void medium_cache_flush(ebb_heap_t *heap, bool wait);
+/* Give the blocks in the calling thread's foreign cache back to their
+ * pages.  Only the owner may: the fast path pops that cache with plain
+ * loads and stores. */
+void foreign_cache_flush(ebb_heap_t *heap);
 /* The owner used its cache (only it writes the count). */
 EBB_INLINE void medium_cache_touch(ebb_heap_t *heap) {
   atomic_store_explicit(&heap->medium_cache_ops,

@@ -221,7 +221,12 @@ void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t align
   }
   void *target = os_map_aligned(new_size, alignment, offset);
   if (target == NULL) return NULL;
-  p = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  /* Move only the old pages: the rest of the target is already fresh
+   * memory.  Moving and growing in one call works in the kernel, but
+   * valgrind's memcheck then now and then left the grown part unaddressable
+   * (t_conformance under valgrind.sh, about one run in 14 in parallel). */
+  size_t moved = new_size < old_size ? new_size : old_size;
+  p = mremap(old, old_size, moved, MREMAP_MAYMOVE | MREMAP_FIXED, target);
   if (p == MAP_FAILED) {
     unmap_raw(target, new_size);
     errno = ENOMEM;

@@ -154,14 +154,18 @@ static inline void harvest_before_wrap(ebb_page_t *page) {
   if (unlikely(page->alloc_count >= ((uint32_t)1 << 31))) page_harvest_stats(page);
 }
 
-/* Afterwards every free block is on `free`, but for one case: a page with
- * free blocks and nothing on local_free, given other threads' frees, keeps
- * its free list on local_free (taken in when `free` runs dry). */
+/* Take in other threads' frees and the owner's without walking any list
+ * (their blocks are cold: the remote ones in other cores' caches).  An
+ * empty free list takes the remote list as it is, its length read from the
+ * word; a free list with blocks moves to local_free if that is empty, and
+ * the remote list takes its place.  With both lists holding blocks, the
+ * remote list waits: the slow path comes back when `free` runs dry.  Then
+ * local_free becomes the free list if it is still empty.  Walking
+ * local_free to join the lists was 5-11% of mstress-2t's time (perf:
+ * mostly pages taken back from the purger, which hold long lists). */
 void page_collect(ebb_page_t *page) {
-  /* Other threads' frees first, while the free list is (usually) empty:
-   * then the list is taken as it is, its length read from the word, and
-   * none of its blocks (in other cores' caches) is touched here. */
-  if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
+  if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0 &&
+      (page->free == NULL || page->local_free == NULL)) {
     uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
     ebb_block_t *list = tf_list(word);
     if (list != NULL) {
@@ -169,52 +173,54 @@ void page_collect(ebb_page_t *page) {
       if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
       count_remote_frees(page, count);
       harvest_before_wrap(page);
-      if (page->free != NULL) {
-        if (page->local_free == NULL) {
-          /* The free list waits as if the owner had freed it: no walk. */
-          page->local_free = page->free;
-          page->free = list;
-          page->used_minus_one -= (int32_t)count;
-          page->is_zero = 0;
-          return;
-        }
-        ebb_block_t *tail = list;
-        while (tail->next) tail = tail->next;
-        tail->next = page->free;
-      }
+      if (page->free != NULL) page->local_free = page->free; /* it was empty */
       page->free = list;
       page->used_minus_one -= (int32_t)count;
       page->is_zero = 0;
     }
   }
-  if (page->local_free) {
+  if (page->free == NULL && page->local_free != NULL) {
     harvest_before_wrap(page);
-    if (page->free == NULL) {
-      page->free = page->local_free;
-    } else {
-      ebb_block_t *tail = page->local_free;
-      while (tail->next) tail = tail->next;
-      tail->next = page->free;
-      page->free = page->local_free;
-    }
+    page->free = page->local_free;
     page->local_free = NULL;
     page->is_zero = 0;
   }
 }
 
+/* Join local_free in front of the free list (walks local_free). */
+static void join_local_free(ebb_page_t *page) {
+  if (page->local_free == NULL) return;
+  harvest_before_wrap(page);
+  ebb_block_t *tail = page->local_free;
+  while (tail->next) tail = tail->next;
+  tail->next = page->free;
+  page->free = page->local_free;
+  page->local_free = NULL;
+  page->is_zero = 0;
+}
+
+/* Every free block onto `free`, for those that need them all in one list
+ * (purging, collecting a whole heap): the frees that waited, and those that
+ * arrive while this runs, go in too. */
 void page_collect_all(ebb_page_t *page) {
   page_collect(page);
-  if (page->local_free) page_collect(page); /* with local_free set, nothing is left there */
+  join_local_free(page);
+  if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
+    page_collect(page); /* local_free is empty: the remote list is taken */
+    join_local_free(page);
+  }
 }
 
 /* ---- queues -------------------------------------------------------------- */
 /* The fast path reads heap->direct[]; keep it pointing at each small class's
- * first page (or the shared empty page). */
-static void queue_first_changed(ebb_heap_t *heap, unsigned cls) {
+ * first page (or the shared empty page), or at its foreign cache while
+ * that is in use. */
+void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
   size_t size = class_size(cls);
   if (size > EBB_DIRECT_MAX) return;
   ebb_page_t *first = heap->queues[cls].first;
   ebb_page_t *target = first ? first : &ebb_empty_page;
+  if ((heap->foreign_active >> cls) & 1) target = &heap->foreign[cls];
   size_t lo = cls == 1 ? 0 : class_size(cls - 1) + 1;
   /* A class spans 8 to 128 sizes, so this runs on every slow path that
    * switches pages: four stores a turn (paired into vector stores) instead
@@ -261,19 +267,19 @@ static void queue_remove(ebb_heap_t *heap, ebb_page_t *page) {
   ebb_page_queue_t *q = &heap->queues[page->class_idx];
   bool was_first = q->first == page;
   list_remove(q, page);
-  if (was_first) queue_first_changed(heap, page->class_idx);
+  if (was_first) heap_direct_refresh(heap, page->class_idx);
 }
 
 static void queue_push_front(ebb_heap_t *heap, ebb_page_t *page) {
   list_push_front(&heap->queues[page->class_idx], page);
-  queue_first_changed(heap, page->class_idx);
+  heap_direct_refresh(heap, page->class_idx);
 }
 
 static void queue_push_back(ebb_heap_t *heap, ebb_page_t *page) {
   ebb_page_queue_t *q = &heap->queues[page->class_idx];
   bool was_empty = q->first == NULL;
   list_push_back(q, page);
-  if (was_empty) queue_first_changed(heap, page->class_idx);
+  if (was_empty) heap_direct_refresh(heap, page->class_idx);
 }
 
 static void page_unfull(ebb_heap_t *heap, ebb_page_t *page) {
@@ -434,6 +440,9 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
       (++heap->slow_calls & 63) == 0)
     purge_notify();
   if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms_coarse();
+  /* The thread allocates this class after all: its foreign frees of it
+   * are worth keeping again (alloc.c). */
+  if (cls < EBB_FOREIGN_CLASSES) heap->foreign_bypass &= ~((uint64_t)1 << cls);
   if ((heap->empty_current | heap->empty_current_aging) != 0 &&
       (++heap->retire_tick % EBB_RETIRE_TICKS) == 0)
     heap_retire_empty_current(heap, cls);
@@ -449,15 +458,14 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   ebb_page_t *page = q->first;
   while (page && candidates < EBB_PAGE_CANDIDATES) {
     ebb_page_t *next = page->next;
-    /* Collected when that walks no list: its free list is empty, or can
-     * wait on local_free (page_collect).  Otherwise only if the pending
-     * remote frees empty it; its rank counts them all the same (their
-     * number is in the word). */
-    if (page->free == NULL || page->local_free == NULL) page_collect(page);
+    /* Collected without walking a list (page_collect); remote frees left
+     * waiting still count in its rank (their number is in the word), and
+     * if they empty the page it is collected whole. */
+    page_collect(page);
     uint32_t pending = tf_count(atomic_load_explicit(&page->thread_free, memory_order_relaxed));
     if (pending != 0 && pending == page_used(page)) {
-      page_collect(page);
-      pending = 0;
+      page_collect_all(page);
+      pending = tf_count(atomic_load_explicit(&page->thread_free, memory_order_relaxed));
     }
     if (page->free == NULL) {
       if (page->purged) page_recarve(page);
@@ -494,7 +502,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
       list_remove(q, best);
       list_push_front(q, best);
     }
-    if (q->first != first_before) queue_first_changed(heap, cls);
+    if (q->first != first_before) heap_direct_refresh(heap, cls);
     return page_take(best, size, zero);
   }
   /* A sparse page of this class the purger holds comes back before a new

@@ -157,7 +157,7 @@ static void reattach(ebb_heap_t *heap, ebb_page_t *page) {
   page->detached = 0;
   page->next = page->prev = NULL;
   page_set_owner_thread(page, heap->thread_id);
-  page_collect_all(page);
+  page_collect(page);
 }
 
 /* Back in the owner's hands for good: an empty page to its segment, any

@@ -60,7 +60,9 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
 
 EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
   memset(st, 0, sizeof *st);
-  size_t medium_cached[EBB_CLASS_COUNT] = {0}; /* blocks in threads' medium caches */
+  /* Blocks in threads' medium and foreign caches: free, though their pages
+   * count them as used.  Other threads' counters are read as they stand. */
+  size_t cached_blocks[EBB_CLASS_COUNT] = {0};
   ebb_init();
   for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) st->classes[c].block_size = class_size(c);
 
@@ -70,7 +72,12 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
     for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) st->classes[c].allocs += heap->stat_allocs[c];
     for (unsigned i = 0; i < EBB_MEDIUM_CACHE_CLASSES; i++)
       if (atomic_load_explicit(&heap->medium_cache[i], memory_order_relaxed) != NULL)
-        medium_cached[EBB_SMALL_CLASS_MAX + 1 + i]++;
+        cached_blocks[EBB_SMALL_CLASS_MAX + 1 + i]++;
+    for (unsigned c = 1; c < EBB_FOREIGN_CLASSES; c++) {
+      const ebb_page_t *fc = &heap->foreign[c];
+      st->classes[c].allocs += fc->alloc_count; /* its pops, not yet in stat_allocs */
+      cached_blocks[c] += fc->capacity - (uint32_t)fc->used_minus_one;
+    }
     st->remote_frees += heap->stat_remote_frees;
   }
   for (unsigned c = 1; c < EBB_CLASS_COUNT; c++)
@@ -100,11 +107,9 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
   st->huge_requested_bytes = atomic_load_explicit(&ebb_huge_requested_bytes, memory_order_relaxed);
   st->resident_bytes += huge_mapped + cached;
 
-  /* Blocks in the threads' medium caches are free, though their pages
-   * count them as used. */
-  for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c <= EBB_MEDIUM_CACHE_CLASS_MAX; c++) {
+  for (unsigned c = 1; c <= EBB_MEDIUM_CACHE_CLASS_MAX; c++) {
     ebb_class_stats_t *k = &st->classes[c];
-    size_t n = medium_cached[c] < k->live_blocks ? medium_cached[c] : k->live_blocks;
+    size_t n = cached_blocks[c] < k->live_blocks ? cached_blocks[c] : k->live_blocks;
     k->live_blocks -= n;
     k->live_bytes -= n * k->block_size;
     k->free_resident_bytes += n * k->block_size;

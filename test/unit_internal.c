@@ -270,7 +270,54 @@ static void test_remote_free_into_full_page(void) {
   for (int i = 1; i < N; i++) ebb_free(blocks[i]);
 }
 
+/* A thread with a heap keeps the small blocks it frees into other
+ * threads' pages (the foreign cache) and hands them out to its own next
+ * allocations of their class through direct[]; past the class's bound, and
+ * when it exits, they go back to their pages with one push per page. */
+enum { FOREIGN_N = 200, FOREIGN_SIZE = 48 };
+static void *foreign_blocks[FOREIGN_N];
+static void *foreign_user(void *arg) {
+  ebb_page_t *page = arg;
+  void *own = ebb_malloc(8); /* the thread gets a heap */
+  ebb_heap_t *heap = ebb_tls_heap;
+  unsigned cls = size_class_of(FOREIGN_SIZE);
+  ebb_free(foreign_blocks[0]);
+  CHECK(((heap->foreign_active >> cls) & 1) != 0);
+  CHECK(heap->direct[FOREIGN_SIZE] == &heap->foreign[cls]);
+  CHECK(atomic_load(&page->thread_free) == 0); /* nothing went to the owner */
+  void *again = ebb_malloc(FOREIGN_SIZE);
+  CHECK(again == foreign_blocks[0]); /* the block comes back to its freer */
+  CHECK(ebb_usable_size(again) >= FOREIGN_SIZE);
+  ebb_free(again);
+  /* Past the bound (4 KiB of the class), the cached list goes back to the
+   * owner's page in one push. */
+  size_t bound = 4096 / class_size(cls);
+  for (size_t i = 1; i <= bound + 1; i++) ebb_free(foreign_blocks[i]);
+  uintptr_t word = atomic_load(&page->thread_free);
+  CHECK(tf_count(word) == bound);
+  /* The rest stay here until the thread exits. */
+  for (size_t i = bound + 2; i < FOREIGN_N; i++) ebb_free(foreign_blocks[i]);
+  ebb_free(own);
+  return NULL;
+}
+
+static void test_foreign_cache(void) {
+  for (int i = 0; i < FOREIGN_N; i++) foreign_blocks[i] = ebb_malloc(FOREIGN_SIZE);
+  ebb_page_t *page = page_of(segment_of(foreign_blocks[0]), foreign_blocks[0]);
+  for (int i = 1; i < FOREIGN_N; i++)
+    CHECK(page_of(segment_of(foreign_blocks[i]), foreign_blocks[i]) == page);
+  uint32_t used = page_used(page);
+  pthread_t t;
+  pthread_create(&t, NULL, foreign_user, page);
+  pthread_join(t, NULL);
+  CHECK(page_used(page) == used); /* not taken in yet */
+  page_collect_all(page);
+  CHECK(atomic_load(&page->thread_free) == 0);
+  CHECK(page_used(page) == used - FOREIGN_N); /* every block came back */
+}
+
 int main(void) {
+  test_foreign_cache();
   test_remote_free_into_full_page();
   test_remote_free_count();
   test_empty_current_page_retired();
