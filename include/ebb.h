@@ -181,11 +181,14 @@ void ebb_stats_print(int fd);
 size_t ebb_stats_json(char *buf, size_t size);
 size_t ebb_stats_prometheus(char *buf, size_t size);
 
-/* Return free memory.  Merges this thread's pending frees and gives its
- * empty pages back to their segments.  With force (as malloc_trim(0) does),
- * everything free that ebb holds goes back to the OS at once, whatever the
- * decay: every thread's free spans and sparse pages, the segments of exited
- * threads, cached huge mappings. */
+/* Return free memory.  Merges this thread's pending frees, gives the small
+ * blocks it freed into other threads' pages (its foreign cache) back to
+ * them, and gives its empty pages back to their segments.  With force (as
+ * malloc_trim(0) does), everything free that ebb holds goes back to the OS
+ * at once, whatever the decay: every thread's free spans and sparse pages,
+ * the segments of exited threads, cached huge mappings.  Other live
+ * threads' foreign caches (at most 132 KiB of blocks each) stay: only
+ * their owners may empty them. */
 void ebb_collect(bool force);
 
 #ifdef __cplusplus

@@ -169,10 +169,15 @@ EBB_INLINE uint32_t foreign_cache_count(const ebb_page_t *cache) {
   return cache->capacity - (uint32_t)cache->used_minus_one;
 }
 
-/* The cache is empty (its list popped by the fast path): reset its
- * counters and point direct[] back at the class's pages. */
+static void foreign_cache_return(ebb_heap_t *heap, unsigned cls);
+
+/* Close the cache: blocks still in it go back to their pages (a free
+ * nested in a return, by pthread_create starting the purger, say, may
+ * have put some there), its counters are reset, and direct[] names the
+ * class's pages again. */
 static EBB_NOINLINE void foreign_cache_close(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *cache = &heap->foreign[cls];
+  while (cache->free != NULL) foreign_cache_return(heap, cls);
   heap->stat_allocs[cls] += cache->alloc_count;
   cache->alloc_count = 0;
   cache->capacity = 0;
@@ -181,14 +186,22 @@ static EBB_NOINLINE void foreign_cache_close(ebb_heap_t *heap, unsigned cls) {
   heap_direct_refresh(heap, cls);
 }
 
-/* One block back to its page, as a free without the cache would do. */
-static void foreign_block_return(ebb_heap_t *heap, ebb_block_t *block) {
+/* One block back to its page, as a free without the cache would do.
+ * True if it went on the page's remote list (its owner counts it there). */
+static bool foreign_block_return(ebb_heap_t *heap, ebb_block_t *block) {
   ebb_segment_t *seg = segment_of(block);
   ebb_page_t *page = page_of(seg, block);
-  if (page->owner_thread == heap->thread_id) free_local_in(heap, page, block);
-  else if (page->owner_thread & (EBB_OWNER_DETACHED | EBB_OWNER_SHARED))
-    free_marked_owner(seg, page, block, page->owner_thread);
-  else free_remote(seg, page, block);
+  uintptr_t owner = page->owner_thread;
+  if (owner == heap->thread_id) {
+    free_local_in(heap, page, block);
+    return false;
+  }
+  if (owner & (EBB_OWNER_DETACHED | EBB_OWNER_SHARED)) {
+    free_marked_owner(seg, page, block, owner);
+    return false;
+  }
+  free_remote(seg, page, block);
+  return true;
 }
 
 /* Give class cls's cached blocks back to their pages (the cache stays
@@ -225,7 +238,7 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
       last->next = NULL;
       while (list != NULL) {
         ebb_block_t *next = list->next;
-        foreign_block_return(heap, list);
+        if (foreign_block_return(heap, list)) heap->stat_remote_frees--;
         list = next;
       }
     }
@@ -234,11 +247,8 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
 }
 
 void foreign_cache_flush(ebb_heap_t *heap) {
-  while (heap->foreign_active != 0) {
-    unsigned cls = (unsigned)__builtin_ctzll(heap->foreign_active);
-    foreign_cache_return(heap, cls);
-    foreign_cache_close(heap, cls);
-  }
+  while (heap->foreign_active != 0)
+    foreign_cache_close(heap, (unsigned)__builtin_ctzll(heap->foreign_active));
 }
 
 /* A small block of another thread's page (or an exited thread's), freed by
@@ -252,13 +262,15 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
   if (heap->foreign_active & bit) {
     uint32_t limit = EBB_FOREIGN_CLASS_BYTES / (uint32_t)page->block_size;
     if (foreign_cache_count(cache) >= (limit > 2 ? limit : 2)) {
-      /* Full twice with no block reused: a consumer of this class (it
-       * frees what others made and makes none).  Its frees go straight
-       * back from now on: held here they only reach the producers later
-       * and in bursts (xmalloc-4t, whose consumers never allocate, ran
-       * 1.6x longer with them held). */
-      bool consumer = (heap->foreign_overflowed & bit) && cache->alloc_count == 0;
-      heap->foreign_overflowed |= bit;
+      /* Full twice in a row with no block reused: a consumer of this class
+       * (it frees what others made and makes none).  Its frees go straight
+       * back from now on: held here they reach the producers late and in
+       * bursts (xmalloc-4t, whose consumers never allocate, ran about
+       * 1.6x longer with all their frees held: 3 runs each). */
+      bool idle = cache->alloc_count == 0;
+      bool consumer = idle && (heap->foreign_overflowed & bit);
+      if (idle) heap->foreign_overflowed |= bit;
+      else heap->foreign_overflowed &= ~bit;
       foreign_cache_return(heap, cls);
       if (consumer) {
         heap->foreign_bypass |= bit;
@@ -266,8 +278,17 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
         free_remote(seg, page, block);
         return;
       }
+    } else if (unlikely(cache->alloc_count >= ((uint32_t)1 << 30))) {
+      /* A cache that never runs dry: keep its counters from wrapping. */
+      heap->stat_allocs[cls] += cache->alloc_count;
+      cache->alloc_count = 0;
+      cache->capacity -= (uint32_t)cache->used_minus_one;
+      cache->used_minus_one = 0;
     }
-  } else {
+  }
+  /* Open it (again: an allocation nested in the return above, by
+   * pthread_create starting the purger, may have closed it). */
+  if (!(heap->foreign_active & bit)) {
     cache->block_size = page->block_size;
     cache->class_idx = (uint8_t)cls;
     heap->foreign_active |= (uint64_t)1 << cls;
@@ -422,11 +443,12 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
     /* A thread whose first call frees a block of an exited thread (a
      * fresh worker of a pool handed its predecessors' blocks) gets its
      * heap here: the block has no owner to go back to soon, and the thread
-     * is likely to allocate next (thread_pool: 6.0 s and 222 MiB peak
-     * before, 4.5 s and 163 MiB after).  Not for a live owner's block: a
-     * thread that only frees what live threads make (xmalloc's consumers)
-     * ran up to 1.3x longer with a heap (median of 8), though its frees
-     * of each class go straight back once it is seen not to allocate. */
+     * is likely to allocate next (thread_pool: 5.9 s and 220 MiB peak
+     * before, 4.5 s and 167 MiB after, two rounds).  Not for a live
+     * owner's block: xmalloc-4t, whose consumers only free what live
+     * threads make, ran 1.13-1.27x longer with them given heaps (medians
+     * of 8 and 6 runs), though their frees go straight back once they are
+     * seen not to allocate. */
     ebb_heap_t *heap = ebb_tls_heap;
     if (unlikely(heap == &ebb_empty_heap) && owner == 0 && !ebb_heap_exited) {
       heap = heap_get_or_create();

@@ -76,7 +76,10 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
     for (unsigned c = 1; c < EBB_FOREIGN_CLASSES; c++) {
       const ebb_page_t *fc = &heap->foreign[c];
       st->classes[c].allocs += fc->alloc_count; /* its pops, not yet in stat_allocs */
-      cached_blocks[c] += fc->capacity - (uint32_t)fc->used_minus_one;
+      /* Read while the owner may be resetting it: a count out of range
+       * (no class holds more than 4 KiB / 16 B) is taken as none. */
+      int64_t n = (int64_t)fc->capacity - (int64_t)fc->used_minus_one;
+      if (n > 0 && n <= 256) cached_blocks[c] += (size_t)n;
     }
     st->remote_frees += heap->stat_remote_frees;
   }
