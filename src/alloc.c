@@ -163,10 +163,18 @@ EBB_INLINE void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *b
  * what it frees returns them in batches).  Only the owner touches the
  * cache, so an idle thread keeps what it holds until it exits: bounded,
  * like tcmalloc's thread caches, unlike them never above 132 KiB. */
-#define EBB_FOREIGN_CLASS_BYTES 4096u
-
 EBB_INLINE uint32_t foreign_cache_count(const ebb_page_t *cache) {
   return cache->capacity - (uint32_t)cache->used_minus_one;
+}
+
+/* Move the cache's pops into the statistics and restart its counters with
+ * `keep` blocks in it. */
+static void foreign_cache_rebase(ebb_heap_t *heap, unsigned cls, uint32_t keep) {
+  ebb_page_t *cache = &heap->foreign[cls];
+  heap->stat_allocs[cls] += cache->alloc_count;
+  cache->alloc_count = 0;
+  cache->capacity = keep;
+  cache->used_minus_one = 0;
 }
 
 static void foreign_cache_return(ebb_heap_t *heap, unsigned cls);
@@ -178,10 +186,7 @@ static void foreign_cache_return(ebb_heap_t *heap, unsigned cls);
 static EBB_NOINLINE void foreign_cache_close(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *cache = &heap->foreign[cls];
   while (cache->free != NULL) foreign_cache_return(heap, cls);
-  heap->stat_allocs[cls] += cache->alloc_count;
-  cache->alloc_count = 0;
-  cache->capacity = 0;
-  cache->used_minus_one = 0;
+  foreign_cache_rebase(heap, cls, 0);
   heap->foreign_active &= ~((uint64_t)1 << cls);
   heap_direct_refresh(heap, cls);
 }
@@ -212,10 +217,7 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
   ebb_block_t *list = cache->free;
   uint32_t count = foreign_cache_count(cache), seen = 0;
   cache->free = NULL;
-  heap->stat_allocs[cls] += cache->alloc_count;
-  cache->alloc_count = 0;
-  cache->capacity = 0;
-  cache->used_minus_one = 0;
+  foreign_cache_rebase(heap, cls, 0);
   while (list != NULL) {
     /* Small pages are one slice: blocks of one page share the slice. */
     ebb_block_t *last = list;
@@ -280,10 +282,7 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
       }
     } else if (unlikely(cache->alloc_count >= ((uint32_t)1 << 30))) {
       /* A cache that never runs dry: keep its counters from wrapping. */
-      heap->stat_allocs[cls] += cache->alloc_count;
-      cache->alloc_count = 0;
-      cache->capacity -= (uint32_t)cache->used_minus_one;
-      cache->used_minus_one = 0;
+      foreign_cache_rebase(heap, cls, foreign_cache_count(cache));
     }
   }
   /* Open it (again: an allocation nested in the return above, by
@@ -291,7 +290,7 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
   if (!(heap->foreign_active & bit)) {
     cache->block_size = page->block_size;
     cache->class_idx = (uint8_t)cls;
-    heap->foreign_active |= (uint64_t)1 << cls;
+    heap->foreign_active |= bit;
     heap_direct_refresh(heap, cls);
   }
   heap->stat_remote_frees++;

@@ -112,6 +112,8 @@ EBB_INLINE bool class_is_medium(unsigned cls) {
 /* Classes served through direct[] (blocks up to EBB_DIRECT_MAX): each has
  * a foreign cache in every thread heap (alloc.c). */
 #define EBB_FOREIGN_CLASSES 34u /* classes 1..33; class_size(33) == 1 KiB, checked in unit_internal */
+/* What one class's foreign cache holds at most (at least 2 blocks). */
+#define EBB_FOREIGN_CLASS_BYTES 4096u
 
 /* ---- blocks, pages, segments, heaps ------------------------------------- */
 typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;

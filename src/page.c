@@ -200,8 +200,8 @@ static void join_local_free(ebb_page_t *page) {
 }
 
 /* Every free block onto `free`, for those that need them all in one list
- * (purging, collecting a whole heap): the frees that waited, and those that
- * arrive while this runs, go in too. */
+ * (purging, collecting a whole heap): the remote frees that waited, and
+ * those that arrived by the second look, go in too. */
 void page_collect_all(ebb_page_t *page) {
   page_collect(page);
   join_local_free(page);

@@ -77,9 +77,9 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
       const ebb_page_t *fc = &heap->foreign[c];
       st->classes[c].allocs += fc->alloc_count; /* its pops, not yet in stat_allocs */
       /* Read while the owner may be resetting it: a count out of range
-       * (no class holds more than 4 KiB / 16 B) is taken as none. */
+       * (no class holds more than the bound in 16-byte blocks) is none. */
       int64_t n = (int64_t)fc->capacity - (int64_t)fc->used_minus_one;
-      if (n > 0 && n <= 256) cached_blocks[c] += (size_t)n;
+      if (n > 0 && n <= EBB_FOREIGN_CLASS_BYTES / 16) cached_blocks[c] += (size_t)n;
     }
     st->remote_frees += heap->stat_remote_frees;
   }

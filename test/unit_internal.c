@@ -291,7 +291,7 @@ static void *foreign_user(void *arg) {
   ebb_free(again);
   /* Past the bound (4 KiB of the class), the cached list goes back to the
    * owner's page in one push. */
-  size_t bound = 4096 / class_size(cls);
+  size_t bound = EBB_FOREIGN_CLASS_BYTES / class_size(cls);
   for (size_t i = 1; i <= bound + 1; i++) ebb_free(foreign_blocks[i]);
   uintptr_t word = atomic_load(&page->thread_free);
   CHECK(tf_count(word) == bound);
