@@ -99,11 +99,14 @@ EBB_INLINE size_t page_slices_for(size_t block_size) {
 
 /* The last class whose pages are one slice (blocks up to EBB_SMALL_MAX). */
 #define EBB_SMALL_CLASS_MAX 57u /* class_size(57) == 8 KiB, checked in unit_internal */
-/* The last medium class (blocks up to EBB_MEDIUM_MAX): classes above
- * EBB_SMALL_CLASS_MAX up to this one come from the shared heap (heap.c). */
+/* The last medium class (blocks up to EBB_MEDIUM_MAX, several a page);
+ * the classes above it are large (one block a page). */
 #define EBB_MEDIUM_CLASS_MAX 89u /* class_size(89) == 128 KiB, checked in unit_internal */
-EBB_INLINE bool class_is_medium(unsigned cls) {
-  return cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CLASS_MAX;
+/* Medium and large classes (blocks above EBB_SMALL_MAX) come from the
+ * shared heaps (heap.c), not the thread's own: every thread reuses their
+ * free blocks and slices. */
+EBB_INLINE bool class_is_shared(unsigned cls) {
+  return cls > EBB_SMALL_CLASS_MAX && cls < EBB_CLASS_COUNT;
 }
 /* Medium classes up to this one (32 KiB) have a slot in each thread's
  * medium cache (alloc.c): at most 300 KiB a thread. */
@@ -513,7 +516,7 @@ EBB_INLINE void lock_reset(ebb_lock_t *l) { atomic_store(&l->held, 0); }
 
 /* ---- segment.c: segments, spans, the pool, abandonment ------------------- */
 int find_free_run(uint64_t used, size_t count); /* first run of `count` clear bits, or -1 */
-ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices);
+ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, bool one_block);
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page);
 void *huge_alloc(size_t size, size_t alignment, bool zero);
 void huge_free(ebb_segment_t *seg, ebb_page_t *page);

@@ -523,7 +523,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (!heap->is_shared && segments_reclaim_for_class(heap, cls))
     return page_alloc_slow(heap, size, cls, zero);
   size_t block_size = class_size(cls);
-  page = segment_page_alloc(heap, page_slices_for(block_size));
+  page = segment_page_alloc(heap, page_slices_for(block_size), cls > EBB_MEDIUM_CLASS_MAX);
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;

@@ -382,7 +382,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
 
 static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
   size_t left = 0;
-  for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c <= EBB_MEDIUM_CLASS_MAX; c++) {
+  for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c < EBB_CLASS_COUNT; c++) {
     unsigned slot = shared_slot_of(c);
     ebb_heap_t *heap = shared_heap_lock_existing(slot, false);
     if (heap == NULL) continue;

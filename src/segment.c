@@ -277,32 +277,50 @@ static ebb_page_t *page_alloc_in(ebb_heap_t *heap, size_t slices, bool from_os) 
  * The lock is a leaf, taken inside a shared heap's (a page is taken or given
  * back once per several blocks): under it only slice masks and lists
  * change, and the OS is called outside it. */
-static ebb_heap_t medium_holder; /* only its segment lists are used */
+/* Two holders, under the one lock: pages of many medium blocks and pages
+ * of one large block do not share segments (segment_page_alloc). */
+static ebb_heap_t medium_holder, large_holder; /* only their segment lists are used */
 static ebb_lock_t medium_group_lock;
 
 static void medium_group_lock_take(void) {
   lock_acquire(&medium_group_lock);
   if (!medium_holder.is_shared) {
-    medium_holder.is_shared = true;            /* keeps one empty segment cached */
-    medium_holder.thread_id = EBB_OWNER_SHARED; /* its pages' owner_thread */
+    ebb_heap_t *holders[2] = {&medium_holder, &large_holder};
+    for (int i = 0; i < 2; i++) {
+      holders[i]->is_shared = true;            /* keeps one empty segment cached */
+      holders[i]->thread_id = EBB_OWNER_SHARED; /* its pages' owner_thread */
+    }
   }
 }
 
-static ebb_page_t *medium_page_alloc(size_t slices) {
+static ebb_page_t *medium_page_alloc(size_t slices, bool one_block) {
+  ebb_heap_t *holder = one_block ? &large_holder : &medium_holder;
   medium_group_lock_take();
-  ebb_page_t *page = page_alloc_in(&medium_holder, slices, false);
+  ebb_page_t *page = page_alloc_in(holder, slices, false);
   lock_release(&medium_group_lock);
   if (page) return page;
-  ebb_segment_t *seg = segment_from_os(&medium_holder); /* mmap outside the lock */
+  ebb_segment_t *seg = segment_from_os(holder); /* mmap outside the lock */
   if (seg == NULL) return NULL;
   medium_group_lock_take();
-  page = segment_take_in(&medium_holder, seg, slices);
+  page = segment_take_in(holder, seg, slices);
   lock_release(&medium_group_lock);
   return page;
 }
 
-ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices) {
-  if (heap->is_shared) return medium_page_alloc(slices);
+/* In the shared group, pages of one large block and pages of many medium
+ * blocks come from separate segments.  A large block is written whole and
+ * its run comes back whole, for the next large block; a medium page spans
+ * up to 8 blocks but is touched one block at a time from its start.  In
+ * the same segments, each took the other's freed runs (resident runs come
+ * first): a 1 MiB block landed on the slices of medium pages, where only
+ * their first blocks had been resident, and medium pages on the 1 MiB
+ * block's old run, round after round, so both stayed resident: `tiny` (one
+ * 1 MiB block and a few 16-64 KiB ones a round) went from 4.0 to 5.9 MiB
+ * peak RSS when its large blocks moved into the group; taking large runs
+ * from the segments' tops and medium ones from their bottoms got 5.1, as
+ * the medium pages' spans reached the top. */
+ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, bool one_block) {
+  if (heap->is_shared) return medium_page_alloc(slices, one_block);
   return page_alloc_in(heap, slices, true);
 }
 
@@ -343,8 +361,8 @@ void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
     page_free_in(heap, seg, page);
     return;
   }
-  medium_group_lock_take();
-  page_free_in(&medium_holder, seg, page);
+  medium_group_lock_take(); /* the segment's owner is its holder, and stays */
+  page_free_in(atomic_load_explicit(&seg->owner, memory_order_relaxed), seg, page);
   lock_release(&medium_group_lock);
 }
 
@@ -371,16 +389,22 @@ void segments_reclaim_all(ebb_heap_t *heap) {
   while ((seg = segment_reclaim(heap)) != NULL) segment_adopt(heap, seg, false);
 }
 
-void segments_release_cached(ebb_heap_t *heap) {
-  if (heap->is_shared) {
-    medium_group_lock_take();
-    heap = &medium_holder;
-  }
+static void release_cached_empty(ebb_heap_t *heap) {
   if (heap->cached_empty) {
     pool_push(heap->cached_empty);
     heap->cached_empty = NULL;
   }
-  if (heap == &medium_holder) lock_release(&medium_group_lock);
+}
+
+void segments_release_cached(ebb_heap_t *heap) {
+  if (!heap->is_shared) {
+    release_cached_empty(heap);
+    return;
+  }
+  medium_group_lock_take();
+  release_cached_empty(&medium_holder);
+  release_cached_empty(&large_holder);
+  lock_release(&medium_group_lock);
 }
 
 /* ---- abandonment: a thread exits, its segments go to the process ---------- */

@@ -25,8 +25,8 @@ static void test_size_classes(void) {
   CHECK(class_size(EBB_CLASS_COUNT - 1) == EBB_LARGE_MAX);
   CHECK(class_size(EBB_SMALL_CLASS_MAX) == EBB_SMALL_MAX && class_size(EBB_SMALL_CLASS_MAX + 1) > EBB_SMALL_MAX);
   CHECK(class_size(EBB_MEDIUM_CLASS_MAX) == EBB_MEDIUM_MAX && class_size(EBB_MEDIUM_CLASS_MAX + 1) > EBB_MEDIUM_MAX);
-  CHECK(!class_is_medium(EBB_SMALL_CLASS_MAX) && class_is_medium(EBB_SMALL_CLASS_MAX + 1) && class_is_medium(EBB_MEDIUM_CLASS_MAX) && !class_is_medium(EBB_MEDIUM_CLASS_MAX + 1));
-  CHECK(class_size(EBB_MEDIUM_CACHE_CLASS_MAX) == ((size_t)32 << 10) && class_is_medium(EBB_MEDIUM_CACHE_CLASS_MAX));
+  CHECK(!class_is_shared(EBB_SMALL_CLASS_MAX) && class_is_shared(EBB_SMALL_CLASS_MAX + 1) && class_is_shared(EBB_MEDIUM_CLASS_MAX) && class_is_shared(EBB_MEDIUM_CLASS_MAX + 1) && class_is_shared(EBB_CLASS_COUNT - 1));
+  CHECK(class_size(EBB_MEDIUM_CACHE_CLASS_MAX) == ((size_t)32 << 10) && class_is_shared(EBB_MEDIUM_CACHE_CLASS_MAX));
   CHECK(size_class_of(0) == 1);
   /* every size up to the largest class gets a class that fits it */
   for (size_t n = 0; n <= EBB_LARGE_MAX; n += (n < 65536 ? 1 : 61)) {
@@ -101,6 +101,7 @@ static void test_find_free_run(void) {
   CHECK(find_free_run(1, 63) == 1);
   CHECK(find_free_run(1, 64) == -1);
 }
+
 
 /* The allocator's lock: mutual exclusion under contention, and waiters that
  * sleep while the holder is away instead of spinning or yielding. */
@@ -190,12 +191,36 @@ static void test_medium_group(void) {
   ebb_free(b);
 }
 
+/* A large block (one a page) comes from the shared heaps too: the slices
+ * another thread's block gave back serve this thread's next one. */
+static void *large_round_trip(void *arg) {
+  void *p = ebb_malloc((size_t)1 << 20);
+  CHECK(p != NULL);
+  ebb_page_t *page = page_of(segment_of(p), p);
+  CHECK(page->owner_thread == EBB_OWNER_SHARED && page->slice_count == 16);
+  *(void **)arg = p;
+  memset(p, 1, (size_t)1 << 20);
+  ebb_free(p);
+  return NULL;
+}
+
+static void test_large_shared(void) {
+  ebb_collect(true); /* no other resident free run to prefer */
+  void *theirs = NULL;
+  pthread_t t;
+  pthread_create(&t, NULL, large_round_trip, &theirs);
+  pthread_join(t, NULL);
+  void *mine = ebb_malloc((size_t)1 << 20);
+  CHECK(mine == theirs);
+  ebb_free(mine);
+}
+
 /* A medium free made while this thread holds its shared heap's lock is
  * deferred, and taken in (exact counts) by the lock's next holder. */
 static void test_shared_deferred_free(void) {
   size_t size = 40 << 10; /* above the thread cache's classes */
   unsigned cls = size_class_of(size), slot = shared_slot_of(cls);
-  CHECK(class_is_medium(cls) && cls > EBB_MEDIUM_CACHE_CLASS_MAX);
+  CHECK(class_is_shared(cls) && cls > EBB_MEDIUM_CACHE_CLASS_MAX);
   void *keep = ebb_malloc(size), *p = ebb_malloc(size);
   CHECK(keep && p);
   ebb_page_t *page = page_of(segment_of(p), p);
@@ -323,6 +348,7 @@ int main(void) {
   test_empty_current_page_retired();
   test_medium_group();
   test_shared_deferred_free();
+  test_large_shared();
   test_lock_behaviour();
   test_size_classes();
   test_block_start_check();
