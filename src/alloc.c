@@ -19,9 +19,9 @@ static ebb_heap_t *heap_for_alloc(void) {
   return heap;
 }
 
-/* A block of a medium class, from the shared heap (heap.c).  Zeroing, like
+/* A block of a medium or large class, from its shared heap (heap.c).  Zeroing, like
  * the caller's writes, happens after the lock is dropped. */
-static void *alloc_medium(size_t size, unsigned cls, bool zero) {
+static void *alloc_shared(size_t size, unsigned cls, bool zero) {
   if (cls <= EBB_MEDIUM_CACHE_CLASS_MAX) { /* the thread's medium cache first */
     ebb_heap_t *own = ebb_tls_heap;        /* ebb_empty_heap's slots stay empty */
     _Atomic(ebb_block_t *) *cached = medium_cache_slot(own, cls);
@@ -89,7 +89,7 @@ void *alloc_generic(size_t size, bool zero) {
     return huge_alloc(size, 0, zero);
   }
   unsigned cls = size_class_of(size);
-  if (class_is_shared(cls)) return alloc_medium(size, cls, zero);
+  if (class_is_shared(cls)) return alloc_shared(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
   /* The foreign cache: realloc comes here with blocks in it; the fast path
@@ -127,7 +127,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     if (want <= EBB_LARGE_MAX) {
       unsigned cls = size_class_of(want);
       while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
-      if (class_is_shared(cls)) return alloc_medium(size, cls, zero);
+      if (class_is_shared(cls)) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
       return page_alloc_slow(heap, size, cls, zero);

@@ -7,9 +7,9 @@
  *   slice    64 KiB, the unit segments hand out.
  *   page     a span of slices holding blocks of one size class:
  *            small  (<= 8 KiB)   1 slice
- *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for);
- *                                these come from the one heap all threads share
+ *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for)
  *            large  (<= 2 MiB)   enough slices for one block
+ *            medium and large pages belong to the heaps all threads share
  *   huge     more than 2 MiB (or alignment above 64 KiB): its own mapping,
  *            with a one-page segment header in front, unmapped on free.
  */
@@ -232,7 +232,7 @@ typedef struct ebb_heap {
    * larson-8t looping for good in heap_handle_remote_full). */
   _Atomic uint32_t remote_pending;
   bool is_live;                         /* belongs to a running thread */
-  bool is_shared;                       /* a shared heap of medium blocks (heap.c) */
+  bool is_shared;                       /* a shared heap of medium and large blocks (heap.c) */
   uint8_t shared_slot;                  /* which one */
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */
@@ -636,12 +636,12 @@ extern _Atomic uint64_t ebb_stat_retired_remote_frees, ebb_stat_huge_allocs, ebb
 void stats_retire_heap(ebb_heap_t *heap); /* a heap's counters outlive its thread */
 void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger */
 
-/* ---- heap.c: thread heaps, and the shared heap of medium blocks ----------- */
+/* ---- heap.c: thread heaps, and the shared heaps of medium and large blocks */
 ebb_heap_t *heap_get_or_create(void);
 /* This thread's heap went away at its exit: a free in a later destructor
  * does not make it a new one (an allocation still does). */
 extern __thread bool ebb_heap_exited;
-/* The shared heaps of medium blocks: a class belongs to one. */
+/* The shared heaps of medium and large blocks: a class belongs to one. */
 #define EBB_SHARED_HEAPS 4
 EBB_INLINE unsigned shared_slot_of(unsigned cls) { return cls % EBB_SHARED_HEAPS; }
 typedef struct {
@@ -662,7 +662,7 @@ ebb_heap_t *shared_heap_create_locked(unsigned slot);
  * it cannot be made.  The caller first checks shared_heap_held_here: an
  * allocation or free made while this thread holds it (pthread_create
  * starting the purger, say) must not wait for itself.  Inline: every
- * medium allocation and free takes it. */
+ * medium and large allocation and free takes it. */
 void shared_drain_deferred(ebb_heap_t *heap); /* alloc.c */
 EBB_INLINE ebb_heap_t *shared_heap_lock(unsigned slot) {
   lock_acquire_blind(&ebb_shared[slot].lock);

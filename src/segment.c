@@ -285,11 +285,8 @@ static ebb_lock_t medium_group_lock;
 static void medium_group_lock_take(void) {
   lock_acquire(&medium_group_lock);
   if (!medium_holder.is_shared) {
-    ebb_heap_t *holders[2] = {&medium_holder, &large_holder};
-    for (int i = 0; i < 2; i++) {
-      holders[i]->is_shared = true;            /* keeps one empty segment cached */
-      holders[i]->thread_id = EBB_OWNER_SHARED; /* its pages' owner_thread */
-    }
+    medium_holder.is_shared = large_holder.is_shared = true; /* each keeps one empty segment cached */
+    medium_holder.thread_id = large_holder.thread_id = EBB_OWNER_SHARED; /* their pages' owner_thread */
   }
 }
 

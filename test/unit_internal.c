@@ -102,7 +102,6 @@ static void test_find_free_run(void) {
   CHECK(find_free_run(1, 64) == -1);
 }
 
-
 /* The allocator's lock: mutual exclusion under contention, and waiters that
  * sleep while the holder is away instead of spinning or yielding. */
 static ebb_lock_t test_lock;
