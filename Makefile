@@ -1,5 +1,6 @@
 # ebb: build, test, bench, install.  Plain GNU make; no other build tool.
-#   make            build/libebb.so and build/libebb.a
+#   make            build/libebb.so and build/libebb.a, and the secure build
+#                   build/libebb-secure.so and .a (checked free lists, see README)
 #   make test       every test (see test/run.sh)
 #   make bench      the benchmark suite (bench/)
 #   make demo       the Rust service demo (demo/): RSS of a tokio/hyper server per allocator
@@ -27,13 +28,18 @@ OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 # ebb_* API runs on top of the sanitizer's own malloc.
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_OBJS := $(patsubst src/%.c,$(BUILD)/san/%.o,$(SRCS))
+# The secure build: the same sources with EBB_SECURE=1.
+SECURE_OBJS := $(patsubst src/%.c,$(BUILD)/secure/%.o,$(SRCS))
 HDRS    := $(wildcard src/*.h) include/ebb.h
 
 .PHONY: all test bench demo install uninstall clean
-all: $(BUILD)/libebb.so $(BUILD)/libebb.a
+all: $(BUILD)/libebb.so $(BUILD)/libebb.a $(BUILD)/libebb-secure.so $(BUILD)/libebb-secure.a
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(BUILD)/secure/%.o: src/%.c $(HDRS) | $(BUILD)/secure
+	$(CC) $(CFLAGS_LIB) -DEBB_SECURE=1 -c $< -o $@
 
 $(BUILD)/san/%.o: src/%.c $(HDRS) | $(BUILD)/san
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN_FLAGS) -DEBB_OVERRIDE=0 -c $< -o $@
@@ -44,10 +50,16 @@ $(BUILD)/libebb.so: $(OBJS)
 $(BUILD)/libebb.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $(OBJS)
 
+$(BUILD)/libebb-secure.so: $(SECURE_OBJS)
+	$(CC) -shared -pthread -Wl,-soname,libebb-secure.so -Wl,-z,now -o $@ $(SECURE_OBJS)
+
+$(BUILD)/libebb-secure.a: $(SECURE_OBJS)
+	rm -f $@ && ar rcs $@ $(SECURE_OBJS)
+
 $(BUILD)/libebb-san.a: $(SAN_OBJS)
 	rm -f $@ && ar rcs $@ $(SAN_OBJS)
 
-$(BUILD)/obj $(BUILD)/san $(BUILD)/test:
+$(BUILD)/obj $(BUILD)/san $(BUILD)/secure $(BUILD)/test $(BUILD)/bench:
 	mkdir -p $@
 
 # ---- tests ---------------------------------------------------------------
@@ -76,7 +88,17 @@ $(BUILD)/test/api_%: test/api_%.c test/testutil.h $(BUILD)/libebb.a | $(BUILD)/t
 $(BUILD)/test/api_%-san: test/api_%.c test/testutil.h $(BUILD)/libebb-san.a | $(BUILD)/test
 	$(CC) $(TEST_CFLAGS) $(SAN_FLAGS) $< -o $@ $(BUILD)/libebb-san.a -lm
 
-test-bins: all $(TEST_BINS)
+# Heap misuse, one case a forked child (test/t_misuse.sh, bench/misuse.sh):
+# built without ebb, which is preloaded, as every peer is.
+$(BUILD)/bench/misuse: bench/misuse.c | $(BUILD)/bench
+	$(CC) -std=gnu11 -O1 -g -pthread $(WARN) $< -o $@
+
+# The seeded random stress (test/t_stress.sh): also built without ebb, so
+# that the same binary runs on glibc for the differential check.
+$(BUILD)/test/stress: test/stress.c | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $< -o $@
+
+test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test/stress
 
 test: test-bins
 	@test/run.sh
@@ -99,6 +121,8 @@ install: all
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
 	install -m 755 $(BUILD)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(BUILD)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
+	install -m 755 $(BUILD)/libebb-secure.so $(DESTDIR)$(LIBDIR)/libebb-secure.so
+	install -m 644 $(BUILD)/libebb-secure.a $(DESTDIR)$(LIBDIR)/libebb-secure.a
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' \
@@ -106,6 +130,7 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
+	      $(DESTDIR)$(LIBDIR)/libebb-secure.so $(DESTDIR)$(LIBDIR)/libebb-secure.a \
 	      $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
 
 clean:

@@ -20,9 +20,12 @@ static ebb_heap_t *heap_for_alloc(void) {
 }
 
 /* A block of a medium or large class, from its shared heap (heap.c).  Zeroing, like
- * the caller's writes, happens after the lock is dropped. */
+ * the caller's writes, happens after the lock is dropped.  A thread whose
+ * heap went away at its exit gets blocks of every class here (see
+ * thread_exited). */
 static void *alloc_shared(size_t size, unsigned cls, bool zero) {
-  if (cls <= EBB_MEDIUM_CACHE_CLASS_MAX) { /* the thread's medium cache first */
+  bool medium_cached = cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX;
+  if (medium_cached) { /* the thread's medium cache first */
     ebb_heap_t *own = ebb_tls_heap;        /* ebb_empty_heap's slots stay empty */
     _Atomic(ebb_block_t *) *cached = medium_cache_slot(own, cls);
     if (atomic_load_explicit(cached, memory_order_relaxed) != NULL) {
@@ -37,7 +40,7 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
   }
   ebb_init();
   /* A thread gets its heap here too, for the cache its frees fill. */
-  if (cls <= EBB_MEDIUM_CACHE_CLASS_MAX && ebb_tls_heap == &ebb_empty_heap) heap_get_or_create();
+  if (medium_cached && ebb_tls_heap == &ebb_empty_heap && !ebb_heap_exited) heap_get_or_create();
   unsigned slot = shared_slot_of(cls);
   if (unlikely(shared_heap_held_here(slot))) {
     /* An allocation made under the lock: this thread's own heap serves
@@ -79,6 +82,14 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
   return block;
 }
 
+/* A thread whose heap went away at its exit (heap.c), allocating in a
+ * later destructor.  pthread runs destructors in rounds, and nothing runs
+ * after the last: a heap made there was never handed back, so each such
+ * thread leaked it and a 4 MiB segment (1000 threads: 3.9 GiB mapped, and
+ * slower with every thread).  Such a thread's allocations, of any class,
+ * come from the shared heaps instead, whose blocks any thread frees. */
+EBB_INLINE bool thread_exited(void) { return unlikely(ebb_heap_exited); }
+
 void *alloc_generic(size_t size, bool zero) {
   if (size > EBB_LARGE_MAX) {
     if (size > EBB_MAX_REQUEST) {
@@ -89,7 +100,7 @@ void *alloc_generic(size_t size, bool zero) {
     return huge_alloc(size, 0, zero);
   }
   unsigned cls = size_class_of(size);
-  if (class_is_shared(cls)) return alloc_shared(size, cls, zero);
+  if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
   /* The foreign cache: realloc comes here with blocks in it; the fast path
@@ -127,7 +138,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     if (want <= EBB_LARGE_MAX) {
       unsigned cls = size_class_of(want);
       while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
-      if (class_is_shared(cls)) return alloc_shared(size, cls, zero);
+      if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
       return page_alloc_slow(heap, size, cls, zero);
@@ -138,7 +149,12 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
 }
 
 /* ---- free ------------------------------------------------------------------ */
+/* One block onto its page's remote list.  A block already at the head of
+ * that list is being freed twice (another thread's repeated free): caught
+ * here, before the list would loop. */
 EBB_INLINE void free_remote(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *block) {
+  if (unlikely(tf_list(atomic_load_explicit(&page->thread_free, memory_order_relaxed)) == block))
+    ebb_fatal_pointer("free", block, "double free (block freed twice)");
   page_remote_push(seg, page, block, block, 1);
 }
 
@@ -222,14 +238,14 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
     /* Small pages are one slice: blocks of one page share the slice. */
     ebb_block_t *last = list;
     uint32_t n = 1;
-    while (last->next != NULL && n <= count &&
-           ((uintptr_t)last->next >> EBB_SLICE_SHIFT) == ((uintptr_t)list >> EBB_SLICE_SHIFT)) {
-      last = last->next;
+    while (block_next(last) != NULL && n <= count &&
+           ((uintptr_t)block_next(last) >> EBB_SLICE_SHIFT) == ((uintptr_t)list >> EBB_SLICE_SHIFT)) {
+      last = block_next(last);
       n++;
     }
     seen += n;
     if (unlikely(seen > count)) ebb_fatal_pointer("free", last, "double free (block freed twice)");
-    ebb_block_t *rest = last->next;
+    ebb_block_t *rest = block_next(last);
     ebb_segment_t *seg = segment_of(list);
     ebb_page_t *page = page_of(seg, list);
     uintptr_t owner = page->owner_thread;
@@ -237,9 +253,9 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
       page_remote_push(seg, page, list, last, n);
       heap->stat_remote_frees -= n; /* the owner counts them when it takes them in */
     } else {
-      last->next = NULL;
+      block_set_next(last, NULL);
       while (list != NULL) {
-        ebb_block_t *next = list->next;
+        ebb_block_t *next = block_next(list);
         if (foreign_block_return(heap, list)) heap->stat_remote_frees--;
         list = next;
       }
@@ -294,7 +310,7 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
     heap_direct_refresh(heap, cls);
   }
   heap->stat_remote_frees++;
-  block->next = cache->free;
+  block_set_next(block, cache->free);
   cache->free = block;
   cache->capacity++;
 }
@@ -334,20 +350,21 @@ static inline void free_detached_own(ebb_segment_t *seg, ebb_page_t *page, void 
 static void shared_defer_free(unsigned slot, ebb_block_t *block) {
   ebb_block_t *old = atomic_load_explicit(&ebb_shared[slot].deferred, memory_order_relaxed);
   do {
-    block->next = old;
+    block_set_next(block, old);
   } while (!atomic_compare_exchange_weak_explicit(&ebb_shared[slot].deferred, &old, block,
                                                   memory_order_release, memory_order_relaxed));
 }
 
 /* The holder of a shared heap's lock takes in the frees deferred to it, as
- * their owner would.  A list longer than any heap could hold has a cycle:
- * a block freed twice. */
+ * their owner would.  A list longer than ebb's memory could hold blocks
+ * (8 bytes each) has a cycle: a block freed twice. */
 EBB_NOINLINE void shared_drain_deferred(ebb_heap_t *heap) {
   ebb_block_t *list =
       atomic_exchange_explicit(&ebb_shared[heap->shared_slot].deferred, NULL, memory_order_acquire);
+  size_t bound = atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed) / 8 + 1;
   for (size_t n = 0; list; n++) {
-    if (unlikely(n > ((size_t)1 << 32))) ebb_fatal_pointer("free", list, "double free (block freed twice)");
-    ebb_block_t *next = list->next;
+    if (unlikely(n > bound)) ebb_fatal_pointer("free", list, EBB_REASON_LIST_LOOP);
+    ebb_block_t *next = block_next(list);
     ebb_segment_t *seg = segment_of(list);
     free_local_in(heap, page_of(seg, list), list);
     list = next;
@@ -399,7 +416,7 @@ void medium_cache_flush(ebb_heap_t *heap, bool wait) {
 static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
   unsigned cls = page->class_idx;
   ebb_heap_t *own = ebb_tls_heap;
-  if (cls <= EBB_MEDIUM_CACHE_CLASS_MAX && own != &ebb_empty_heap) {
+  if (cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX && own != &ebb_empty_heap) {
     _Atomic(ebb_block_t *) *cached = medium_cache_slot(own, cls);
     ebb_block_t *held = atomic_load_explicit(cached, memory_order_relaxed);
     if (held == NULL) { /* only this thread fills it: it stays empty till then */
@@ -467,14 +484,107 @@ void free_generic(void *p, const char *call, size_t checked_size) {
   ebb_page_t *page = page_checked(p, call, &seg);
   if (checked_size > page->block_size)
     ebb_fatal_pointer(call, p, "size given is larger than the block");
+#if EBB_SECURE
+  secure_fill_freed(page, p);
+#endif
   if (page->owner_thread == ebb_thread_id()) free_local(page, p);
   else free_not_owned(seg, page, p);
 }
 
+#if EBB_SECURE
+/* ---- the secure build's list checks (EBB_SECURE; fastpath.h) ------------------ */
+/* Is p on `list`?  At most `bound` blocks are looked at (a longer list
+ * loops, which the walks that own it report). */
+static bool list_holds(const ebb_block_t *list, const void *p, uint32_t bound) {
+  for (uint32_t n = 0; list != NULL && n <= bound; n++, list = block_next(list))
+    if (list == p) return true;
+  return false;
+}
+
+/* The lists of p's page this thread may read: the page's own (the caller
+ * owns them: its owner, or the holder of its shared heap's lock), and this
+ * thread's foreign and medium caches. */
+static bool block_is_free_here(ebb_page_t *page, const void *p) {
+  uint32_t bound = page->capacity + 1;
+  if (list_holds(page->free, p, bound) || list_holds(page->local_free, p, bound)) return true;
+  ebb_heap_t *heap = ebb_tls_heap;
+  uintptr_t owner = page->owner_thread;
+  if (owner == ebb_thread_id() && heap != &ebb_empty_heap) {
+    /* the remote list: taken whole, looked at, and put back */
+    uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
+    ebb_block_t *list = tf_list(word);
+    if (list != NULL) {
+      bool found = false;
+      ebb_block_t *last = list;
+      for (uint32_t n = 1;; n++) {
+        if (last == p) found = true;
+        if (block_next(last) == NULL || n > tf_count(word)) break;
+        last = block_next(last);
+      }
+      page_remote_push(segment_of(page), page, list, last, tf_count(word));
+      if (found) return true;
+    }
+  }
+  unsigned cls = page->class_idx;
+  if (cls < EBB_FOREIGN_CLASSES && ((heap->foreign_active >> cls) & 1) &&
+      list_holds(heap->foreign[cls].free, p, heap->foreign[cls].capacity + 1))
+    return true;
+  if (cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX &&
+      atomic_load_explicit(medium_cache_slot(heap, cls), memory_order_relaxed) == p)
+    return true;
+  return false;
+}
+
+/* A block being freed whose link word looks like a free list's: report it
+ * if it is on one. */
+void secure_check_double(ebb_page_t *page, ebb_block_t *block) {
+  if (block_is_free_here(page, block)) ebb_fatal_pointer("free", block, "double free (block freed twice)");
+}
+
+void secure_free_checked(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
+  secure_check_double(page, block);
+  block_set_next(block, page->local_free);
+  page->local_free = block;
+  if (unlikely(--page->used_minus_one < 0)) page_after_local_free(heap, page);
+}
+
+void *secure_pop_checked(ebb_page_t *page, ebb_block_t *block) {
+  secure_check_popped(page, block); /* returns only for a foreign cache's good block */
+  page->free = block_next(block);
+  block->next = NULL;
+  page->used_minus_one++;
+  page->alloc_count++;
+  return block;
+}
+
+/* A popped block that is no block of its page: an overwritten link,
+ * unless the page is a foreign cache, whose blocks come from many pages
+ * (then it must be a block of its class in one of ebb's pages). */
+void secure_check_popped(ebb_page_t *page, ebb_block_t *block) {
+  if (page->start == NULL && page->block_size != 0 && segmap_get((uintptr_t)block) == EBB_SEGMAP_SEGMENT) {
+    ebb_page_t *real = page_of(segment_of(block), block);
+    if (real->class_idx == page->class_idx && page_is_block_start(real, block)) return;
+  }
+  ebb_fatal_pointer("malloc", block, EBB_REASON_BAD_LINK);
+}
+
+#endif
+
 size_t usable_size_checked(const void *p, const char *call) {
   if (p == NULL) return 0;
   ebb_segment_t *seg;
-  return page_checked(p, call, &seg)->block_size;
+  ebb_page_t *page = page_checked(p, call, &seg);
+#if EBB_SECURE
+  /* realloc or malloc_usable_size of a block already freed */
+  if (seg->kind == EBB_SEGMENT_NORMAL) {
+    ebb_block_t *link = block_next(p);
+    bool mine = page->owner_thread == ebb_thread_id() || page->owner_thread == 0;
+    if ((link == NULL || page_is_block_start(page, link)) && page->owner_thread != EBB_OWNER_SHARED &&
+        mine && block_is_free_here(page, p))
+      ebb_fatal_pointer(call, p, "pointer already freed");
+  }
+#endif
+  return page->block_size;
 }
 
 /* ---- realloc --------------------------------------------------------------- */
@@ -610,7 +720,7 @@ EBB_EXPORT void ebb_collect(bool force) {
       shared_heap_unlock(shared);
     }
   }
-  ebb_heap_t *heap = force ? heap_for_alloc() : ebb_tls_heap;
+  ebb_heap_t *heap = force && !thread_exited() ? heap_for_alloc() : ebb_tls_heap;
   if (heap == NULL || heap == &ebb_empty_heap) return;
   if (force) segments_reclaim_all(heap);
   heap_collect(heap, force);

@@ -7,12 +7,48 @@
 
 #include "internal.h"
 
+/* The secure build's checks around the lists (EBB_SECURE, internal.h):
+ * a block popped must be a block of its page (else its link was
+ * overwritten: reported), and its link word is cleared, so that only a
+ * block on a free list holds a valid encoded link; a block freed whose
+ * link word decodes to the end of a list or to a block of its page may be
+ * on a list already (secure_check_double walks them).  Nothing in the
+ * normal build. */
+#if EBB_SECURE
+/* Checks the block, then takes its link (cleared in the block). */
+EBB_INLINE ebb_block_t *secure_pop_next(ebb_page_t *page, ebb_block_t *block) {
+  if (unlikely(!page_is_block_start(page, block))) secure_check_popped(page, block);
+  ebb_block_t *next = block_next(block);
+  block->next = NULL;
+  return next;
+}
+/* A block whose link word decodes to a list's end or a block of its page:
+ * maybe on a list already.  The caller then frees it through
+ * secure_free_checked (a tail call, so the fast path keeps no frame). */
+EBB_INLINE bool secure_suspicious(const ebb_page_t *page, const ebb_block_t *block) {
+  ebb_block_t *link = block_next(block);
+  return link == NULL || page_is_block_start(page, link);
+}
+#else
+EBB_INLINE ebb_block_t *secure_pop_next(ebb_page_t *page, ebb_block_t *block) {
+  (void)page;
+  return block->next;
+}
+#endif
+
 EBB_INLINE void *malloc_fast(size_t size) {
   if (likely(size <= EBB_DIRECT_MAX)) {
     ebb_page_t *page = ebb_tls_heap->direct[size];
     ebb_block_t *block = page->free;
     if (likely(block != NULL)) {
+#if EBB_SECURE
+      /* a tail call when the check fails: no frame on the fast path */
+      if (unlikely(!page_is_block_start(page, block))) return secure_pop_checked(page, block);
+      page->free = block_next(block);
+      block->next = NULL;
+#else
       page->free = block->next;
+#endif
       page->used_minus_one++;
       page->alloc_count++;
       return block;
@@ -28,7 +64,7 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
     ebb_page_t *page = ebb_tls_heap->direct[total];
     ebb_block_t *block = page->free;
     if (likely(block != NULL)) {
-      page->free = block->next;
+      page->free = secure_pop_next(page, block);
       page->used_minus_one++;
       page->alloc_count++;
       if (page->is_zero) block->next = NULL; /* fresh memory: only the link is set */
@@ -44,7 +80,13 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
  * or freed twice". */
 EBB_INLINE void free_local(ebb_page_t *page, void *p) {
   ebb_block_t *block = (ebb_block_t *)p;
-  block->next = page->local_free;
+#if EBB_SECURE
+  if (unlikely(secure_suspicious(page, block))) {
+    secure_free_checked(ebb_tls_heap, page, block);
+    return;
+  }
+#endif
+  block_set_next(block, page->local_free);
   page->local_free = block;
   if (unlikely(--page->used_minus_one < 0)) page_after_local_free(ebb_tls_heap, page);
 }
@@ -53,7 +95,13 @@ EBB_INLINE void free_local(ebb_page_t *page, void *p) {
  * reads the thread pointer before the test, two more instructions on every
  * owner's free (bench/callgrind.sh). */
 EBB_INLINE void free_local_in(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
-  block->next = page->local_free;
+#if EBB_SECURE
+  if (unlikely(secure_suspicious(page, block))) {
+    secure_free_checked(heap, page, block);
+    return;
+  }
+#endif
+  block_set_next(block, page->local_free);
   page->local_free = block;
   if (unlikely(--page->used_minus_one < 0)) page_after_local_free(heap, page);
 }
@@ -71,6 +119,9 @@ EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
     free_generic(p, call, checked_size);
     return;
   }
+#if EBB_SECURE
+  secure_fill_freed(page, p);
+#endif
   if (likely(page->owner_thread == ebb_thread_id())) {
     free_local(page, p);
     return;

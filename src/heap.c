@@ -91,19 +91,43 @@ ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
   return heap;
 }
 
-/* Lock order: the shared heap (whose slow path may purge everything near
- * the memory limit), the purger's pass, the heap pool, then segment.c's. */
+/* Around fork, ebb's locks are held so that the child gets consistent
+ * structures.  Order: stdio's list lock first (glibc's, where it exists),
+ * then the shared heaps (whose slow path may purge everything near the
+ * memory limit), the purger's pass, the heap pool, then segment.c's.
+ * glibc's fork takes the stdio list lock after the prepare handlers and
+ * waits for it there: a thread holding it in fflush(NULL) waits for a FILE
+ * that a thread in getline holds while it waits for ebb's lock, which the
+ * forking thread held: a deadlock (threads doing getline, fflush(NULL) and
+ * fork by turns hung).  Taken first, the list lock is only waited for while
+ * ebb's locks are free; it is recursive, so fork takes it again without
+ * waiting.  glibc's own malloc takes its locks after it too.
+ * A fork from a signal handler that interrupted this thread inside ebb,
+ * holding one of its locks, takes none: waiting would never end; the child
+ * resets them all (its state is as the interrupted call left it, enough to
+ * exec or _exit, which is what such children do). */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern void _IO_list_resetlock(void) __attribute__((weak));
+static __thread bool fork_took_locks;
+
 static void prefork(void) {
+  fork_took_locks = ebb_locks_held == 0;
+  if (!fork_took_locks) return;
+  if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_lock();
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&ebb_shared[i].lock);
   purge_prefork();
   lock_acquire(&heap_pool_lock);
   segment_locks_prefork();
 }
 static void postfork_parent(void) {
+  if (!fork_took_locks) return;
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
   purge_postfork(false);
   for (unsigned i = EBB_SHARED_HEAPS; i-- > 0;) lock_release(&ebb_shared[i].lock);
+  /* fork dropped its own hold (if it took one) before this handler */
+  if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_unlock();
 }
 static void postfork_child(void) {
   segment_locks_postfork(true);
@@ -111,6 +135,10 @@ static void postfork_child(void) {
   purge_postfork(true);
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_reset(&ebb_shared[i].lock);
   ebb_shared_held = 0;
+  ebb_locks_held = 0;
+  /* glibc resets the list lock in a child of a threaded process, and not
+   * in one of a single thread: reset, it is free either way. */
+  if (fork_took_locks && _IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_resetlock();
 }
 
 /* Once per process.  pthread_atfork may itself call malloc: a recursive

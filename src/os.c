@@ -24,7 +24,15 @@ static void count(_Atomic uint64_t *counter, uint64_t n) {
   atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
 }
 
+uintptr_t ebb_list_secret;
+
 void os_init(void) {
+  /* 16 random bytes the kernel gives every process; the secure build's
+   * free-list key (mixed with a constant, never 0). */
+  const uint64_t *random = (const uint64_t *)getauxval(AT_RANDOM);
+  uint64_t key = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ebb_list_secret;
+  if (random) key ^= random[0] * 0xbf58476d1ce4e5b9ull ^ random[1];
+  ebb_list_secret = (uintptr_t)(key | 1);
   /* Read at run time: arm64 kernels use 4, 16 or 64 KiB pages. */
   unsigned long ps = getauxval(AT_PAGESZ);
   if (ps == 0) {

@@ -34,8 +34,17 @@ void page_set_geometry(ebb_page_t *page, size_t block_size, uint32_t reserved) {
   }
   uint64_t magic = UINT64_MAX / block_size + 1;
   uint64_t step = (uint64_t)block_size * magic; /* wraps to e = d*magic - 2^64 */
+  if (step == 0) {
+    /* A power of two: with magic 2^64/d + 1, offset k*d + r gives
+     * r*2^64/d + offset, below reserved*d exactly for the blocks; with
+     * 2^64/d alone any multiple of d passed, the span's end or a pointer
+     * far outside it (the secure build's link checks need the bound). */
+    page->block_magic = magic + 1;
+    page->block_bound = (uint64_t)reserved * block_size;
+    return;
+  }
   page->block_magic = magic;
-  page->block_bound = step == 0 ? 1 : (uint64_t)(reserved - 1) * step + 1;
+  page->block_bound = (uint64_t)(reserved - 1) * step + 1;
 }
 
 /* Make every descriptor of a retired page reject pointers (see
@@ -99,7 +108,7 @@ void page_recarve(ebb_page_t *page) {
   uint64_t purged = page->purged;
   if (purged == 0 || (page->detached & DETACHED_BUSY)) return; /* the purger's madvise may be on its way */
   size_t unit = page_unit_size(page), bs = page->block_size;
-  ebb_block_t *head = NULL, **tail = &head;
+  ebb_block_t *head = NULL, *last = NULL;
   size_t next_idx = 0; /* blocks below this are done */
   while (purged) {
     size_t u = (size_t)__builtin_ctzll(purged);
@@ -109,13 +118,16 @@ void page_recarve(ebb_page_t *page) {
     if (hi > page->capacity) hi = page->capacity;
     for (size_t i = lo; i < hi; i++) {
       ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
-      *tail = b;
-      tail = &b->next;
+      if (last) block_set_next(last, b);
+      else head = b;
+      last = b;
     }
     if (hi > next_idx) next_idx = hi;
   }
-  *tail = page->free;
-  page->free = head;
+  if (last) {
+    block_set_next(last, page->free);
+    page->free = head;
+  }
   page->purged = 0;
   page->is_zero = 0;
 }
@@ -139,8 +151,8 @@ static void page_extend(ebb_page_t *page) {
   size_t bs = page->block_size;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
   uint8_t *p = first;
-  for (size_t i = 1; i < count; i++, p += bs) ((ebb_block_t *)p)->next = (ebb_block_t *)(p + bs);
-  ((ebb_block_t *)p)->next = NULL;
+  for (size_t i = 1; i < count; i++, p += bs) block_set_next((ebb_block_t *)p, (ebb_block_t *)(p + bs));
+  block_set_next((ebb_block_t *)p, NULL);
   page->free = (ebb_block_t *)first;
   page->capacity += (uint32_t)count;
   page->is_zero = page->mem_fresh;
@@ -187,13 +199,17 @@ void page_collect(ebb_page_t *page) {
   }
 }
 
-/* Join local_free in front of the free list (walks local_free). */
+/* Join local_free in front of the free list (walks local_free, at most
+ * as many blocks as were ever carved). */
 static void join_local_free(ebb_page_t *page) {
   if (page->local_free == NULL) return;
   harvest_before_wrap(page);
   ebb_block_t *tail = page->local_free;
-  while (tail->next) tail = tail->next;
-  tail->next = page->free;
+  for (uint32_t n = 1; block_next(tail) != NULL; n++) {
+    if (unlikely(n >= page->capacity)) ebb_fatal_pointer("free", tail, EBB_REASON_LIST_LOOP);
+    tail = block_next(tail);
+  }
+  block_set_next(tail, page->free);
   page->free = page->local_free;
   page->local_free = NULL;
   page->is_zero = 0;

@@ -82,8 +82,14 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   size_t bs = page->block_size, cap = page->capacity;
   uint64_t free_bits[EBB_SLICE_SIZE / 8 / 64] = {0}; /* one bit a block: up to 8192 */
   if (cap > sizeof free_bits * 8) return 0;
-  for (ebb_block_t *b = page->free; b; b = b->next) {
+  /* Every link is checked before its bit is set: a block of this page,
+   * carved, and met once (a second meeting is a cycle: a block freed
+   * twice), so a corrupted list is reported, never followed for ever. */
+  for (ebb_block_t *b = page->free; b; b = block_next(b)) {
     size_t i = (size_t)((uint8_t *)b - page->start) / bs;
+    if (unlikely(!page_is_block_start(page, b) || i >= cap))
+      ebb_fatal_pointer("free", b, EBB_REASON_BAD_LINK);
+    if (unlikely((free_bits[i / 64] >> (i % 64)) & 1)) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
     free_bits[i / 64] |= (uint64_t)1 << (i % 64);
   }
   /* Units touched by a live block: carved, not free, and not a hole. */
@@ -101,7 +107,7 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   if (purge == 0) return 0;
   page->purged |= purge;
   /* The free list again, in address order, without the blocks in purged units. */
-  ebb_block_t *head = NULL, **tail = &head;
+  ebb_block_t *head = NULL, *tail = NULL;
   for (size_t i = 0; i < cap; i++) {
     if (!((free_bits[i / 64] >> (i % 64)) & 1)) continue;
     size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
@@ -109,10 +115,11 @@ uint64_t page_purge_plan(ebb_page_t *page) {
                        ~(((uint64_t)1 << first) - 1);
     if (touched & page->purged) continue;
     ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
-    *tail = b;
-    tail = &b->next;
+    if (tail) block_set_next(tail, b);
+    else head = b;
+    tail = b;
   }
-  *tail = NULL;
+  if (tail) block_set_next(tail, NULL);
   page->free = head;
   page->is_zero = 0;
   return purge;
@@ -194,7 +201,7 @@ bool heap_free_sparse_rare(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *bloc
     lock_release(&heap->sparse_lock);
     ebb_fatal_pointer("free", block, "double free (block freed twice)");
   }
-  block->next = page->local_free;
+  block_set_next(block, page->local_free);
   page->local_free = block;
   page->used_minus_one--;
   page_queue_remove(&heap->sparse[page->class_idx], page);
@@ -307,16 +314,19 @@ static bool remote_block_purged(const ebb_block_t *block) {
   return ((const volatile uintptr_t *)block)[1] == (REMOTE_PURGED_MAGIC ^ (uintptr_t)block);
 }
 
-static void purge_remote_list(ebb_page_t *page, ebb_block_t *list, ebb_block_t **last) {
+static void purge_remote_list(ebb_page_t *page, ebb_block_t *list, uint32_t count,
+                              ebb_block_t **last) {
   size_t bs = page->block_size, os_page = ebb_os_page_size;
-  for (ebb_block_t *b = list;; b = b->next) {
+  uint32_t n = 0;
+  for (ebb_block_t *b = list;; b = block_next(b)) {
+    if (unlikely(++n > count)) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
     if (!remote_block_purged(b)) {
       uintptr_t from = ((uintptr_t)b + os_page) & ~(uintptr_t)(os_page - 1);
       uintptr_t to = ((uintptr_t)b + bs) & ~(uintptr_t)(os_page - 1);
       if (to > from) os_purge((void *)from, to - from);
       ((uintptr_t *)b)[1] = REMOTE_PURGED_MAGIC ^ (uintptr_t)b;
     }
-    if (b->next == NULL) {
+    if (block_next(b) == NULL) {
       *last = b;
       return;
     }
@@ -359,7 +369,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
     /* Borrowed: the page keeps these blocks counted as used, so its
      * geometry cannot change until they are pushed back. */
     ebb_block_t *last;
-    purge_remote_list(page, list, &last);
+    purge_remote_list(page, list, tf_count(word), &last);
     page->remote_seen = 0;
     page_remote_push(seg, page, list, last, tf_count(word));
   }
@@ -497,12 +507,19 @@ void purge_all_now(void) {
   lock_release(&purger_lock);
 }
 
+/* The soft limit steers by the process's RSS: near it, everything free is
+ * purged whatever the decay.  The hard limit counts what ebb has committed
+ * (os_committed_bytes), not RSS: memory handed out but not yet written is
+ * not resident, and a limit read from RSS granted 24 blocks of 64 MiB
+ * under a 512 MiB limit, 1.5 GiB once written. */
 bool purge_limit_admit(size_t bytes) {
   size_t limit = purge_memory_limit();
   if (limit == 0) return true;
-  if (!near_limit(bytes)) return true;
+  bool hard = ebb_opt.hard_limit;
+  bool over_hard = hard && os_committed_bytes() + bytes > limit;
+  if (!over_hard && !near_limit(bytes)) return true;
   purge_all_now(); /* near the limit: the decay no longer matters */
-  if (ebb_opt.hard_limit && os_rss_bytes() + bytes > limit) {
+  if (hard && os_committed_bytes() + bytes > limit) {
     errno = ENOMEM;
     return false;
   }

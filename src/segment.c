@@ -124,6 +124,27 @@ static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
   atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
 }
 
+/* ---- committed memory: what the hard limit counts ----------------------------
+ * Every mapping ebb holds, except the slices of normal segments that are
+ * neither written since their last purge nor ever written: those hold no
+ * memory and would need none until handed out again.  Kept from the dirty
+ * masks' changes: a slice becomes dirty when a page takes it, clean when
+ * the purger gives it back. */
+static _Atomic size_t normal_mapped_bytes, normal_dirty_bytes;
+
+static void dirty_bytes_add(uint64_t newly_dirty) {
+  if (newly_dirty)
+    atomic_fetch_add_explicit(&normal_dirty_bytes, (size_t)__builtin_popcountll(newly_dirty) * EBB_SLICE_SIZE,
+                              memory_order_relaxed);
+}
+
+size_t os_committed_bytes(void) {
+  size_t mapped = atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed);
+  size_t normal = atomic_load_explicit(&normal_mapped_bytes, memory_order_relaxed);
+  size_t dirty = atomic_load_explicit(&normal_dirty_bytes, memory_order_relaxed);
+  return (mapped > normal ? mapped - normal : 0) + dirty;
+}
+
 /* The purger's part: claim the free dirty slices old enough, purge them
  * unlocked (runs of slices, one call each), then clear their dirty bits. */
 size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
@@ -152,6 +173,8 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
   lock_acquire(&seg->lock);
   seg->purging_slices &= ~purge;
   seg->dirty_slices &= ~purge;
+  atomic_fetch_sub_explicit(&normal_dirty_bytes, (size_t)__builtin_popcountll(purge) * EBB_SLICE_SIZE,
+                            memory_order_relaxed);
   seg->lazy_slices |= lazy;
   lock_release(&seg->lock);
   return left;
@@ -162,6 +185,8 @@ static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
   ebb_segment_t *seg = os_map_aligned(EBB_SEGMENT_SIZE, EBB_SEGMENT_SIZE, 0);
   if (seg == NULL) return NULL;
   seg->dirty_slices = HEADER_SLICES;
+  atomic_fetch_add_explicit(&normal_mapped_bytes, EBB_SEGMENT_SIZE, memory_order_relaxed);
+  dirty_bytes_add(HEADER_SLICES);
   seg->map_base = (uint8_t *)seg;
   seg->map_size = EBB_SEGMENT_SIZE;
   segment_reset_header(seg, heap);
@@ -186,6 +211,7 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   }
   bool fresh = ((seg->dirty_slices | seg->lazy_slices) & mask) == 0;
   seg->used_slices |= mask;
+  dirty_bytes_add(mask & ~seg->dirty_slices);
   seg->dirty_slices |= mask;
   seg->lazy_slices &= ~mask;
   lock_release(&seg->lock);

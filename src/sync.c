@@ -21,11 +21,14 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+__thread uint32_t ebb_locks_held;
+
 void lock_acquire_contended(ebb_lock_t *l) {
   for (unsigned spins = 0; spins < LOCK_SPINS; spins++) {
     cpu_relax();
-    if (lock_try(l)) return;
+    if (lock_try(l)) return; /* counted by lock_try */
   }
+  locks_held_add(1); /* before it can be ours: see internal.h */
   while (atomic_exchange_explicit(&l->held, 2, memory_order_acquire) != 0)
     os_futex_wait(&l->held, 2, -1);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Rust crate (bindings/rust): `cargo test` as the crate is used by
 # default, then with its `override` feature (the C malloc family is ebb's
-# too).  Offline and --locked: the crate has no dependencies.  Builds into
+# too), then with its `secure` feature (the secure build: a double free is
+# reported).  Offline and --locked: the crate has no dependencies.  Builds into
 # build/rust, so `make clean` removes it.
 # Needs cargo and rustc >= 1.63: Debian 12's `cargo` and `rustc` packages
 # (.ci/run installs them) or rustup's.  cargo is looked for on PATH, then in
@@ -29,7 +30,7 @@ PATH=${cargo%/*}:$PATH
 "$cargo" --version && rustc --version || exit 1
 
 failures=0
-for features in "" "override"; do
+for features in "" "override" "secure"; do
   echo
   echo "=== cargo test --offline --locked${features:+ --features $features}"
   if ! "$cargo" test --offline --locked \

@@ -27,6 +27,10 @@
  *   hard_limit          96 MiB hard limit: ENOMEM before RSS passes it, from
  *                       malloc, calloc, realloc (block intact), posix_memalign,
  *                       aligned_alloc; small blocks at the limit; works again
+ *   hard_untouched      512 MiB hard limit, 64 MiB blocks granted but not
+ *                       written: at most 8 granted (the limit counts what
+ *                       ebb committed, not RSS), then all written: RSS
+ *                       under the limit
  *   fork_exit           decay 20 ms, 3 threads churning: 40 forked children
  *                       trim and _exit, 20 exit() right after a burst, one
  *                       waits for its own purger; all exit 0 in time
@@ -463,6 +467,36 @@ static void case_limit(const char *how) {
   if (own) munmap(own, push);
   burst_check_kept();
   burst_free(0);
+}
+
+/* ---- case 6b: the hard limit counts memory granted, not memory written ------------------------ */
+static void case_hard_untouched(void) {
+  size_t limit = (size_t)ebb_option_get("memory_limit");
+  EXPECT(limit == 512 * MIB && ebb_option_get("hard_limit") == 1,
+         "run with EBB_HARD_LIMIT=1 EBB_MEMORY_LIMIT=512M (memory_limit is %zu)", limit);
+  enum { ASKED = 24 };
+  void *blocks[ASKED];
+  int granted = 0, refused_enomem = 0;
+  for (int i = 0; i < ASKED; i++) {
+    errno = 0;
+    blocks[i] = malloc(opaque(64 * MIB)); /* not written yet */
+    if (blocks[i]) granted++;
+    else if (errno == ENOMEM) refused_enomem++;
+  }
+  EXPECT(granted <= 8, "%d blocks of 64 MiB granted under a 512 MiB hard limit", granted);
+  EXPECT(granted >= 6, "only %d blocks of 64 MiB granted under a 512 MiB hard limit", granted);
+  EXPECT(granted + refused_enomem == ASKED, "a refusal without ENOMEM");
+  for (int i = 0; i < ASKED; i++)
+    if (blocks[i]) memset(blocks[i], i + 1, 64 * MIB);
+  size_t rss = rss_now();
+  EXPECT(rss <= limit + 4 * MIB, "RSS %.1f MiB with every granted block written, limit %.1f MiB",
+         mib(rss), mib(limit));
+  for (int i = 0; i < ASKED; i++) free(blocks[i]);
+  void *again = malloc(64 * MIB);
+  EXPECT(again != NULL, "64 MiB after freeing everything was refused");
+  free(again);
+  printf("hard_untouched (512 MiB): %d of %d blocks of 64 MiB granted, RSS %.1f MiB written\n",
+         granted, ASKED, mib(rss));
 }
 
 /* ---- case 6: the hard limit ------------------------------------------------------------------ */
@@ -1371,6 +1405,7 @@ static int driver(void) {
       {"limit", "cgroup-v2", {"EBB_DECAY_MS=-1", v2_env, lim_want, NULL}, true},
       {"limit", "cgroup-v1", {"EBB_DECAY_MS=-1", v1_env, lim_want, NULL}, true},
       {"hard_limit", NULL, {"EBB_HARD_LIMIT=1", "EBB_MEMORY_LIMIT=96M", NULL}, false},
+      {"hard_untouched", NULL, {"EBB_HARD_LIMIT=1", "EBB_MEMORY_LIMIT=512M", NULL}, false},
       {"fork_exit", NULL, {"EBB_DECAY_MS=20", NULL}, false},
       {"stranded_idle", NULL, {NULL}, false},
       {"remote_late", NULL, {"EBB_DECAY_MS=2000", NULL}, false},
@@ -1404,6 +1439,7 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "trim") == 0) case_trim();
   else if (strcmp(g_case, "limit") == 0) case_limit(mode);
   else if (strcmp(g_case, "hard_limit") == 0) case_hard_limit();
+  else if (strcmp(g_case, "hard_untouched") == 0) case_hard_untouched();
   else if (strcmp(g_case, "fork_exit") == 0) case_fork_exit();
   else if (strcmp(g_case, "stranded_idle") == 0) case_stranded_idle();
   else if (strcmp(g_case, "remote_late") == 0) case_remote_late();

@@ -81,6 +81,43 @@ static void test_block_start_check(void) {
   for (uintptr_t p = 0; p < 1 << 20; p += 8) CHECK(!page_is_block_start(&page, (void *)p));
 }
 
+/* The secure build checks links that may point anywhere (a corrupted one):
+ * the test must reject NULL, the rest of the page's segment past its span
+ * or before its start, and random addresses, for every class and many
+ * page starts.  (Power-of-two sizes used to accept any multiple.) */
+static void test_block_start_far(void) {
+  static ebb_page_t page;
+  uint64_t rng = 12345;
+  size_t errors = 0;
+  for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) {
+    size_t bs = class_size(c);
+    size_t span = page_slices_for(bs) * EBB_SLICE_SIZE;
+    uint32_t reserved = (uint32_t)(span / bs);
+    for (int s = 0; s < 64; s++) {
+      memset(&page, 0, sizeof page);
+      uintptr_t start = ((uintptr_t)(test_rand(&rng) % ((uintptr_t)1 << 47)) & ~(uintptr_t)(EBB_SLICE_SIZE - 1)) +
+                        EBB_SLICE_SIZE;
+      page.start = (uint8_t *)start;
+      page_set_geometry(&page, bs, reserved);
+      if (page_is_block_start(&page, NULL) && errors++ < 3)
+        fprintf(stderr, "class %u: NULL accepted (start %#lx)\n", c, (unsigned long)start);
+      for (size_t off = span; off < span + EBB_SEGMENT_SIZE; off += bs)
+        if (page_is_block_start(&page, page.start + off) && errors++ < 3)
+          fprintf(stderr, "class %u: start+%zu accepted past the span\n", c, off);
+      for (size_t back = bs; back <= EBB_SEGMENT_SIZE && back <= start; back += bs)
+        if (page_is_block_start(&page, page.start - back) && errors++ < 3)
+          fprintf(stderr, "class %u: start-%zu accepted\n", c, back);
+      for (int r = 0; r < 2000; r++) {
+        uintptr_t p = (uintptr_t)test_rand(&rng) & ~(uintptr_t)7;
+        if ((uint64_t)(p - start) < span) continue;
+        if (page_is_block_start(&page, (void *)p) && errors++ < 3)
+          fprintf(stderr, "class %u: random %#lx accepted\n", c, (unsigned long)p);
+      }
+    }
+  }
+  CHECK(errors == 0);
+}
+
 static void test_find_free_run(void) {
   uint64_t state = 7;
   for (int iter = 0; iter < 20000; iter++) {
@@ -351,6 +388,7 @@ int main(void) {
   test_lock_behaviour();
   test_size_classes();
   test_block_start_check();
+  test_block_start_far();
   test_find_free_run();
   TEST_DONE();
 }

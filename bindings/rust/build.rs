@@ -9,7 +9,8 @@
 //!
 //! Environment read: `CC_<target>` / `TARGET_CC` / `CC` (default `cc`),
 //! `AR_<target>` / `TARGET_AR` / `AR` (default `ar`), and cargo's own
-//! variables (`OUT_DIR`, `DEBUG`, `NUM_JOBS`, `CARGO_FEATURE_OVERRIDE`, ...).
+//! variables (`OUT_DIR`, `DEBUG`, `NUM_JOBS`, `CARGO_FEATURE_OVERRIDE`,
+//! `CARGO_FEATURE_SECURE`, ...).
 
 use std::env;
 use std::ffi::OsString;
@@ -85,6 +86,7 @@ fn main() {
     let compiler = tool_from_env(&target_var, "CC", "cc");
     let archiver = tool_from_env(&target_var, "AR", "ar");
     let override_malloc = env::var_os("CARGO_FEATURE_OVERRIDE").is_some();
+    let secure = env::var_os("CARGO_FEATURE_SECURE").is_some();
 
     let mut flags: Vec<OsString> = BASE_FLAGS.iter().map(OsString::from).collect();
     if env::var("DEBUG").map_or(false, |debug| debug == "true") {
@@ -94,6 +96,11 @@ fn main() {
         // src/override.c compiles to nothing: the process keeps the C
         // library's malloc, and ebb serves only what calls ebb_* (Rust).
         flags.push("-DEBB_OVERRIDE=0".into());
+    }
+    if secure {
+        // The secure build (README, "Heap integrity"): encoded, checked
+        // free lists, double frees caught, freed memory filled.
+        flags.push("-DEBB_SECURE=1".into());
     }
     let mut include_flags = Vec::new();
     for dir in [&include_dir, &src_dir] {

@@ -615,3 +615,37 @@ fn options() {
 fn version_matches_the_crate() {
     assert_eq!(ebb::version(), env!("CARGO_PKG_VERSION"));
 }
+
+/// With the `secure` feature, a block the owning thread frees twice is
+/// reported (one line, then abort), even with other blocks of its page
+/// live.  The double free runs in a child: this test binary again, asked
+/// by an environment variable to do only that.
+#[cfg(feature = "secure")]
+#[test]
+fn secure_feature_reports_a_double_free() {
+    const CHILD: &str = "EBB_RUST_TEST_DOUBLE_FREE";
+    if std::env::var_os(CHILD).is_some() {
+        let layout = Layout::from_size_align(48, 8).unwrap();
+        unsafe {
+            let keep = GLOBAL.alloc(layout);
+            let block = GLOBAL.alloc(layout);
+            GLOBAL.dealloc(block, layout);
+            GLOBAL.dealloc(block, layout); // reported here
+            GLOBAL.dealloc(keep, layout);
+        }
+        std::process::exit(0);
+    }
+    let _guard = shared();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "secure_feature_reports_a_double_free", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("the test binary runs again");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the double free went unnoticed: {}", stderr);
+    assert!(
+        stderr.contains("ebb: free(") && stderr.contains("double free"),
+        "no report from ebb: {}",
+        stderr
+    );
+}
