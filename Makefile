@@ -59,7 +59,7 @@ $(BUILD)/libebb-secure.a: $(SECURE_OBJS)
 $(BUILD)/libebb-san.a: $(SAN_OBJS)
 	rm -f $@ && ar rcs $@ $(SAN_OBJS)
 
-$(BUILD)/obj $(BUILD)/san $(BUILD)/secure $(BUILD)/test $(BUILD)/bench:
+$(BUILD)/obj $(BUILD)/san $(BUILD)/secure $(BUILD)/test $(BUILD)/test-tools $(BUILD)/bench:
 	mkdir -p $@
 
 # ---- tests ---------------------------------------------------------------
@@ -94,11 +94,12 @@ $(BUILD)/bench/misuse: bench/misuse.c | $(BUILD)/bench
 	$(CC) -std=gnu11 -O1 -g -pthread $(WARN) $< -o $@
 
 # The seeded random stress (test/t_stress.sh): also built without ebb, so
-# that the same binary runs on glibc for the differential check.
-$(BUILD)/test/stress: test/stress.c | $(BUILD)/test
+# that the same binary runs on glibc for the differential check; not in
+# build/test, whose every binary test/run.sh runs as a test.
+$(BUILD)/test-tools/stress: test/stress.c | $(BUILD)/test-tools
 	$(CC) $(TEST_CFLAGS) $< -o $@
 
-test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test/stress
+test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test-tools/stress
 
 test: test-bins
 	@test/run.sh

@@ -29,9 +29,13 @@ uintptr_t ebb_list_secret;
 void os_init(void) {
   /* 16 random bytes the kernel gives every process; the secure build's
    * free-list key (mixed with a constant, never 0). */
-  const uint64_t *random = (const uint64_t *)getauxval(AT_RANDOM);
+  const void *random = (const void *)getauxval(AT_RANDOM);
   uint64_t key = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&ebb_list_secret;
-  if (random) key ^= random[0] * 0xbf58476d1ce4e5b9ull ^ random[1];
+  if (random) {
+    uint64_t bytes[2]; /* not 8-aligned on the stack: copied */
+    memcpy(bytes, random, sizeof bytes);
+    key ^= bytes[0] * 0xbf58476d1ce4e5b9ull ^ bytes[1];
+  }
   ebb_list_secret = (uintptr_t)(key | 1);
   /* Read at run time: arm64 kernels use 4, 16 or 64 KiB pages. */
   unsigned long ps = getauxval(AT_PAGESZ);

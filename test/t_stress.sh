@@ -11,7 +11,7 @@
 #   STRESS_SECONDS=600 TESTS=t_stress.sh make test
 set -u
 cd "$(dirname "$0")/.."
-bin=build/test/stress
+bin=build/test-tools/stress
 [ -x "$bin" ] || make -s "$bin" || exit 1
 seed=${STRESS_SEED:-$(date +%s)}
 secs=${STRESS_SECONDS:-8}
