@@ -150,10 +150,40 @@ static void page_extend(ebb_page_t *page) {
   if (count > avail) count = avail;
   size_t bs = page->block_size;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
+#if EBB_SECURE
+  /* The secure build carves in a random order (a random start and a stride
+   * prime to the count), so the block after a given one is not its
+   * neighbour in memory: an overflow cannot aim at the next block handed
+   * out. */
+  size_t start = 0, stride = 1;
+  if (count > 2) {
+    uint64_t r = (uint64_t)ebb_list_secret ^ (uint64_t)(uintptr_t)first;
+    r = (r ^ (r >> 31)) * 0xbf58476d1ce4e5b9ull;
+    r ^= r >> 29;
+    start = (size_t)(r % count);
+    stride = (size_t)((r >> 32) % count) | 1;
+    for (;;) { /* the first stride from there prime to count */
+      size_t a = stride, b = count;
+      while (b) { size_t t = a % b; a = b; b = t; }
+      if (a == 1) break;
+      stride = stride + 2 < count ? stride + 2 : 1;
+    }
+  }
+  ebb_block_t *head = (ebb_block_t *)(first + start * bs), *last = head;
+  for (size_t i = 1, at = start; i < count; i++) {
+    at = (at + stride) % count;
+    ebb_block_t *b = (ebb_block_t *)(first + at * bs);
+    block_set_next(last, b);
+    last = b;
+  }
+  block_set_next(last, NULL);
+  page->free = head;
+#else
   uint8_t *p = first;
   for (size_t i = 1; i < count; i++, p += bs) block_set_next((ebb_block_t *)p, (ebb_block_t *)(p + bs));
   block_set_next((ebb_block_t *)p, NULL);
   page->free = (ebb_block_t *)first;
+#endif
   page->capacity += (uint32_t)count;
   page->is_zero = page->mem_fresh;
 }
