@@ -22,6 +22,14 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -pthread -fPIC -fvisibility=hidden \
 OPT     ?= -O2 -g
 CFLAGS_LIB := $(BASEFLAGS) $(OPT) $(EXTRA_CFLAGS)
 
+# Packed relative relocations (DT_RELR: binutils >= 2.38, glibc >= 2.36),
+# where the toolchain makes them: the empty heap's 1025 pointers otherwise
+# take 25 KiB of .rela.dyn, resident in every process that loads ebb
+# (tight_fixed's peak RSS: 1836 KiB -> 1812, medians of 15 runs).
+RELR_LDFLAGS := $(shell printf 'int x; int *p = &x;\n' | $(CC) -shared -fPIC -x c - \
+                  -Wl,-z,pack-relative-relocs -o /dev/null 2>/dev/null && echo -Wl,-z,pack-relative-relocs)
+SO_LDFLAGS := -shared -pthread -Wl,-z,now $(RELR_LDFLAGS)
+
 SRCS    := $(wildcard src/*.c)
 OBJS    := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
 # The same sources without the malloc-family override, with sanitizers: the
@@ -45,13 +53,13 @@ $(BUILD)/san/%.o: src/%.c $(HDRS) | $(BUILD)/san
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN_FLAGS) -DEBB_OVERRIDE=0 -c $< -o $@
 
 $(BUILD)/libebb.so: $(OBJS)
-	$(CC) -shared -pthread -Wl,-soname,libebb.so -Wl,-z,now -o $@ $(OBJS)
+	$(CC) $(SO_LDFLAGS) -Wl,-soname,libebb.so -o $@ $(OBJS)
 
 $(BUILD)/libebb.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $(OBJS)
 
 $(BUILD)/libebb-secure.so: $(SECURE_OBJS)
-	$(CC) -shared -pthread -Wl,-soname,libebb-secure.so -Wl,-z,now -o $@ $(SECURE_OBJS)
+	$(CC) $(SO_LDFLAGS) -Wl,-soname,libebb-secure.so -o $@ $(SECURE_OBJS)
 
 $(BUILD)/libebb-secure.a: $(SECURE_OBJS)
 	rm -f $@ && ar rcs $@ $(SECURE_OBJS)
