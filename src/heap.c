@@ -56,20 +56,21 @@ ebb_shared_slot_t ebb_shared[EBB_SHARED_HEAPS];
 __thread uint8_t ebb_shared_held;
 _Static_assert(EBB_SHARED_HEAPS <= 8, "one bit each in ebb_shared_held");
 
-static ebb_heap_t *heap_new(void);
-static void heap_reset(ebb_heap_t *heap);
+static ebb_heap_t *heap_new(bool *fresh);
+static void heap_reset(ebb_heap_t *heap, bool fresh, bool shared);
 
 /* First use of shared heap `slot`, whose lock the caller holds (with its
  * held bit set). */
 EBB_NOINLINE ebb_heap_t *shared_heap_create_locked(unsigned slot) {
-  ebb_heap_t *heap = heap_new();
+  bool fresh;
+  ebb_heap_t *heap = heap_new(&fresh);
   if (heap == NULL) {
     ebb_shared_held &= (uint8_t)~(1u << slot);
     lock_release(&ebb_shared[slot].lock);
     errno = ENOMEM;
     return NULL;
   }
-  heap_reset(heap);
+  heap_reset(heap, fresh, true);
   heap->is_shared = true;
   heap->shared_slot = (uint8_t)slot;
   heap->thread_id = EBB_OWNER_SHARED; /* its pages' owner_thread */
@@ -160,9 +161,12 @@ void ebb_init(void) {
   while (atomic_load_explicit(&init_state, memory_order_acquire) != 2) sched_yield();
 }
 
-static ebb_heap_t *heap_new(void) {
+/* A heap from the pool, or a new one carved from fresh (zero) memory
+ * (*fresh). */
+static ebb_heap_t *heap_new(bool *fresh) {
   lock_acquire(&heap_pool_lock);
   ebb_heap_t *heap = heap_pool;
+  *fresh = heap == NULL;
   if (heap) {
     heap_pool = heap->pool_next;
   } else {
@@ -188,18 +192,25 @@ static ebb_heap_t *heap_new(void) {
   return heap;
 }
 
-static void heap_reset(ebb_heap_t *heap) {
-  memset(heap, 0, offsetof(ebb_heap_t, all_next)); /* the rest outlives threads */
-  for (size_t i = 0; i < EBB_DIRECT_COUNT; i++) heap->direct[i] = &ebb_empty_page;
+/* A heap carved from fresh memory is zero already: clearing it would make
+ * all of its 18 KiB resident, where a thread that uses a few classes
+ * touches the direct table and a few lines.  A shared heap has no use for
+ * the direct table (only a thread's own heap is read by the fast path),
+ * so its 8 KiB stay untouched too. */
+static void heap_reset(ebb_heap_t *heap, bool fresh, bool shared) {
+  if (!fresh) memset(heap, 0, offsetof(ebb_heap_t, all_next)); /* the rest outlives threads */
+  if (!shared)
+    for (size_t i = 0; i < EBB_DIRECT_COUNT; i++) heap->direct[i] = &ebb_empty_page;
 }
 
 ebb_heap_t *heap_get_or_create(void) {
   ebb_heap_t *heap = ebb_tls_heap;
   if (heap != &ebb_empty_heap) return heap;
   ebb_init();
-  heap = heap_new();
+  bool fresh;
+  heap = heap_new(&fresh);
   if (heap == NULL) return NULL;
-  heap_reset(heap);
+  heap_reset(heap, fresh, false);
   heap->is_live = true;
   heap->thread_id = ebb_thread_id();
   /* Set the thread pointer first: pthread_setspecific may allocate. */
@@ -211,6 +222,11 @@ ebb_heap_t *heap_get_or_create(void) {
 static void heap_thread_exit(void *arg) {
   ebb_heap_t *heap = arg;
   if (heap == NULL || heap == &ebb_empty_heap) return;
+  /* Start the purger now if the segments this thread leaves will need it:
+   * pthread_create allocates, and this heap still serves it.  Started
+   * after the heap went away, its allocation opened a shared heap and a
+   * segment for one 288-byte block. */
+  purge_start_if_due();
   /* First, while the thread pointer still names the heap: a block of a
    * page this thread handed to the purger goes back through its heap. */
   foreign_cache_flush(heap);

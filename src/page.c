@@ -263,7 +263,7 @@ void page_collect_all(ebb_page_t *page) {
  * that is in use. */
 void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
   size_t size = class_size(cls);
-  if (size > EBB_DIRECT_MAX) return;
+  if (size > EBB_DIRECT_MAX || heap->is_shared) return; /* a shared heap's is never read */
   ebb_page_t *first = heap->queues[cls].first;
   ebb_page_t *target = first ? first : &ebb_empty_page;
   if ((heap->foreign_active >> cls) & 1) target = &heap->foreign[cls];
