@@ -21,7 +21,8 @@
  * The last line is "summary bad=N", N the cases whose verdict is hang,
  * duplicate, steered, crashed or leaked; the exit status is 1 if N > 0.
  *
- * Built by bench/misuse.sh and test/t_misuse.sh (cc -O1 -pthread). */
+ * Built by the Makefile (make build/bench/misuse: cc -O1 -pthread
+ * -fno-builtin-malloc ..., so that no malloc/free pair is optimised away). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -191,7 +192,7 @@ static void *medium_thread(void *arg) {
   return NULL;
 }
 static void case_df_medium(void) {
-  void *hold[4];
+  void *volatile hold[4]; /* live blocks of the page */
   for (int i = 0; i < 4; i++) hold[i] = malloc(48 << 10);
   medium_block = malloc(48 << 10);
   pthread_barrier_init(&medium_barrier, NULL, 2);

@@ -7,6 +7,11 @@
 #include "fastpath.h"
 
 static void foreign_cache_close(ebb_heap_t *heap, unsigned cls);
+#if EBB_SECURE
+static void secure_check_link(const ebb_block_t *b);
+#else
+static inline void secure_check_link(const ebb_block_t *b) { (void)b; }
+#endif
 static void free_marked_owner(ebb_segment_t *seg, ebb_page_t *page, void *p, uintptr_t owner);
 
 /* ---- allocation ---------------------------------------------------------- */
@@ -17,6 +22,20 @@ static ebb_heap_t *heap_for_alloc(void) {
     if (heap == NULL) errno = ENOMEM;
   }
   return heap;
+}
+
+/* A medium or large block freed holds this mark in its second word until it
+ * is handed out again (alloc_shared clears it), so a second free of it is
+ * caught wherever the first one left it: in a thread's medium cache (two
+ * threads freeing one 48 KiB block each kept it in theirs, and both were
+ * handed it next), on its page's lists, or deferred.  Blocks above 8 KiB
+ * only: a store on each allocation and a test on each free, beside a lock
+ * or a cache exchange. */
+EBB_INLINE uintptr_t shared_freed_mark(const void *p) {
+  return (uintptr_t)p ^ (uintptr_t)0x6562622d66726565ull; /* "ebb-free" */
+}
+EBB_INLINE void shared_mark_taken(void *block, unsigned cls) {
+  if (cls > EBB_SMALL_CLASS_MAX) ((uintptr_t *)block)[1] = 0;
 }
 
 /* A block of a medium or large class, from its shared heap (heap.c).  Zeroing, like
@@ -33,6 +52,7 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
       if (block != NULL) { /* else the purger took it meanwhile */
         medium_cache_touch(own);
         own->stat_allocs[cls]++; /* its page counted it when it first went out */
+        shared_mark_taken(block, cls);
         if (zero) memset(block, 0, size);
         return block;
       }
@@ -78,6 +98,7 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
    * (which is what starts the purger otherwise). */
   if (slow) purge_start_if_due();
   if (block == NULL) return NULL;
+  shared_mark_taken(block, cls);
   if (zero) block_zero(block, size, is_zero);
   return block;
 }
@@ -238,7 +259,8 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
     /* Small pages are one slice: blocks of one page share the slice. */
     ebb_block_t *last = list;
     uint32_t n = 1;
-    while (block_next(last) != NULL && n <= count &&
+    secure_check_link(list);
+    while (secure_check_link(block_next(last)), block_next(last) != NULL && n <= count &&
            ((uintptr_t)block_next(last) >> EBB_SLICE_SHIFT) == ((uintptr_t)list >> EBB_SLICE_SHIFT)) {
       last = block_next(last);
       n++;
@@ -365,6 +387,7 @@ EBB_NOINLINE void shared_drain_deferred(ebb_heap_t *heap) {
   for (size_t n = 0; list; n++) {
     if (unlikely(n > bound)) ebb_fatal_pointer("free", list, EBB_REASON_LIST_LOOP);
     ebb_block_t *next = block_next(list);
+    secure_check_link(next); /* the secure build's: nothing in the normal one */
     ebb_segment_t *seg = segment_of(list);
     free_local_in(heap, page_of(seg, list), list);
     list = next;
@@ -415,6 +438,11 @@ void medium_cache_flush(ebb_heap_t *heap, bool wait) {
  * class's slot is empty, else to the shared heap. */
 static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
   unsigned cls = page->class_idx;
+  if (cls > EBB_SMALL_CLASS_MAX) {
+    uintptr_t *word = (uintptr_t *)p;
+    if (unlikely(word[1] == shared_freed_mark(p))) ebb_fatal_pointer("free", p, "double free (block freed twice)");
+    word[1] = shared_freed_mark(p);
+  }
   ebb_heap_t *own = ebb_tls_heap;
   if (cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX && own != &ebb_empty_heap) {
     _Atomic(ebb_block_t *) *cached = medium_cache_slot(own, cls);
@@ -493,11 +521,26 @@ void free_generic(void *p, const char *call, size_t checked_size) {
 
 #if EBB_SECURE
 /* ---- the secure build's list checks (EBB_SECURE; fastpath.h) ------------------ */
-/* Is p on `list`?  At most `bound` blocks are looked at (a longer list
- * loops, which the walks that own it report). */
-static bool list_holds(const ebb_block_t *list, const void *p, uint32_t bound) {
-  for (uint32_t n = 0; list != NULL && n <= bound; n++, list = block_next(list))
+/* A link read from a list of blocks of many pages (the foreign cache, the
+ * deferred frees) must be a block of one of ebb's pages, or the list was
+ * overwritten. */
+static void secure_check_link(const ebb_block_t *b) {
+  if (b == NULL) return;
+  if (segmap_get((uintptr_t)b) != EBB_SEGMAP_SEGMENT ||
+      !page_is_block_start(page_of(segment_of(b), b), b))
+    ebb_fatal_pointer("free", b, EBB_REASON_BAD_LINK);
+}
+
+/* Is p on `list`, a list of `page`'s blocks (or, with page NULL, of any
+ * pages')?  Every link is checked before it is followed, and a list longer
+ * than `bound` is reported as looping. */
+static bool list_holds(const ebb_page_t *page, const ebb_block_t *list, const void *p, uint32_t bound) {
+  for (uint32_t n = 0; list != NULL; n++, list = block_next(list)) {
+    if (page ? !page_is_block_start(page, list) : (secure_check_link(list), false))
+      ebb_fatal_pointer("free", list, EBB_REASON_BAD_LINK);
+    if (n > bound) ebb_fatal_pointer("free", list, EBB_REASON_LIST_LOOP);
     if (list == p) return true;
+  }
   return false;
 }
 
@@ -506,19 +549,22 @@ static bool list_holds(const ebb_block_t *list, const void *p, uint32_t bound) {
  * thread's foreign and medium caches. */
 static bool block_is_free_here(ebb_page_t *page, const void *p) {
   uint32_t bound = page->capacity + 1;
-  if (list_holds(page->free, p, bound) || list_holds(page->local_free, p, bound)) return true;
+  if (list_holds(page, page->free, p, bound) || list_holds(page, page->local_free, p, bound)) return true;
   ebb_heap_t *heap = ebb_tls_heap;
   uintptr_t owner = page->owner_thread;
   if (owner == ebb_thread_id() && heap != &ebb_empty_heap) {
-    /* the remote list: taken whole, looked at, and put back */
+    /* the remote list: taken whole, looked at (every link checked), and
+     * put back */
     uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
     ebb_block_t *list = tf_list(word);
     if (list != NULL) {
       bool found = false;
       ebb_block_t *last = list;
       for (uint32_t n = 1;; n++) {
+        if (!page_is_block_start(page, last)) ebb_fatal_pointer("free", last, EBB_REASON_BAD_LINK);
         if (last == p) found = true;
-        if (block_next(last) == NULL || n > tf_count(word)) break;
+        if (block_next(last) == NULL) break;
+        if (n >= tf_count(word)) ebb_fatal_pointer("free", last, EBB_REASON_LIST_LOOP);
         last = block_next(last);
       }
       page_remote_push(segment_of(page), page, list, last, tf_count(word));
@@ -527,7 +573,7 @@ static bool block_is_free_here(ebb_page_t *page, const void *p) {
   }
   unsigned cls = page->class_idx;
   if (cls < EBB_FOREIGN_CLASSES && ((heap->foreign_active >> cls) & 1) &&
-      list_holds(heap->foreign[cls].free, p, heap->foreign[cls].capacity + 1))
+      list_holds(NULL, heap->foreign[cls].free, p, heap->foreign[cls].capacity + 1))
     return true;
   if (cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX &&
       atomic_load_explicit(medium_cache_slot(heap, cls), memory_order_relaxed) == p)
@@ -578,7 +624,7 @@ size_t usable_size_checked(const void *p, const char *call) {
   /* realloc or malloc_usable_size of a block already freed */
   if (seg->kind == EBB_SEGMENT_NORMAL) {
     ebb_block_t *link = block_next(p);
-    bool mine = page->owner_thread == ebb_thread_id() || page->owner_thread == 0;
+    bool mine = page->owner_thread == ebb_thread_id(); /* lists this thread may read */
     if ((link == NULL || page_is_block_start(page, link)) && page->owner_thread != EBB_OWNER_SHARED &&
         mine && block_is_free_here(page, p))
       ebb_fatal_pointer(call, p, "pointer already freed");

@@ -110,11 +110,16 @@ ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
 extern void _IO_list_lock(void) __attribute__((weak));
 extern void _IO_list_unlock(void) __attribute__((weak));
 extern void _IO_list_resetlock(void) __attribute__((weak));
-static __thread bool fork_took_locks;
+/* Forks of this thread that took no locks and have not returned: a fork
+ * from a signal handler that interrupted another fork's handlers must not
+ * make the outer fork's parent handler skip its releases. */
+static __thread uint32_t forks_without_locks;
 
 static void prefork(void) {
-  fork_took_locks = ebb_locks_held == 0;
-  if (!fork_took_locks) return;
+  if (ebb_locks_held != 0) {
+    forks_without_locks++;
+    return;
+  }
   if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_lock();
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&ebb_shared[i].lock);
   purge_prefork();
@@ -122,7 +127,10 @@ static void prefork(void) {
   segment_locks_prefork();
 }
 static void postfork_parent(void) {
-  if (!fork_took_locks) return;
+  if (forks_without_locks != 0) {
+    forks_without_locks--;
+    return;
+  }
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
   purge_postfork(false);
@@ -137,9 +145,11 @@ static void postfork_child(void) {
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_reset(&ebb_shared[i].lock);
   ebb_shared_held = 0;
   ebb_locks_held = 0;
+  bool took = forks_without_locks == 0;
+  if (!took) forks_without_locks--;
   /* glibc resets the list lock in a child of a threaded process, and not
    * in one of a single thread: reset, it is free either way. */
-  if (fork_took_locks && _IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_resetlock();
+  if (took && _IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_resetlock();
 }
 
 /* Once per process.  pthread_atfork may itself call malloc: a recursive

@@ -730,7 +730,8 @@ void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger
 /* ---- heap.c: thread heaps, and the shared heaps of medium and large blocks */
 ebb_heap_t *heap_get_or_create(void);
 /* This thread's heap went away at its exit: a free in a later destructor
- * does not make it a new one (an allocation still does). */
+ * does not make it a new one, and its allocations come from the shared
+ * heaps (alloc.c, thread_exited). */
 extern __thread bool ebb_heap_exited;
 /* The shared heaps of medium and large blocks: a class belongs to one. */
 #define EBB_SHARED_HEAPS 4

@@ -621,7 +621,8 @@ static void heap_collect_page(ebb_heap_t *heap, ebb_page_t *page, bool force) {
 /* A shared heap's pages, found through its queues and full list: its
  * segments are the medium group's, shared with the other shared heaps. */
 static void heap_collect_shared(ebb_heap_t *heap, bool force) {
-  for (unsigned cls = EBB_SMALL_CLASS_MAX + 1; cls < EBB_CLASS_COUNT; cls++) {
+  /* every class: small ones too, from threads past their exit (alloc.c) */
+  for (unsigned cls = 1; cls < EBB_CLASS_COUNT; cls++) {
     ebb_page_t *next;
     for (ebb_page_t *page = heap->queues[cls].first; page; page = next) {
       next = page->next;

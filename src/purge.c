@@ -392,8 +392,14 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
 
 static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
   size_t left = 0;
-  for (unsigned c = EBB_SMALL_CLASS_MAX + 1; c < EBB_CLASS_COUNT; c++) {
+  for (unsigned c = 1; c < EBB_CLASS_COUNT; c++) {
     unsigned slot = shared_slot_of(c);
+    if (c <= EBB_SMALL_CLASS_MAX) {
+      /* Small pages are here only from threads past their exit (alloc.c):
+       * a racy peek first, so the usual pass takes no lock for them. */
+      ebb_heap_t *peek = atomic_load_explicit(&ebb_shared[slot].heap, memory_order_acquire);
+      if (peek == NULL || peek->queues[c].first == NULL) continue;
+    }
     ebb_heap_t *heap = shared_heap_lock_existing(slot, false);
     if (heap == NULL) continue;
     if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) != 0)

@@ -182,10 +182,15 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
 
 static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
   if (!purge_limit_admit(EBB_SEGMENT_SIZE)) return NULL;
-  ebb_segment_t *seg = os_map_aligned(EBB_SEGMENT_SIZE, EBB_SEGMENT_SIZE, 0);
-  if (seg == NULL) return NULL;
-  seg->dirty_slices = HEADER_SLICES;
+  /* Counted as a normal segment before it is mapped: a thread checking
+   * the hard limit meanwhile must not see 4-8 MiB of mapping as committed. */
   atomic_fetch_add_explicit(&normal_mapped_bytes, EBB_SEGMENT_SIZE, memory_order_relaxed);
+  ebb_segment_t *seg = os_map_aligned(EBB_SEGMENT_SIZE, EBB_SEGMENT_SIZE, 0);
+  if (seg == NULL) {
+    atomic_fetch_sub_explicit(&normal_mapped_bytes, EBB_SEGMENT_SIZE, memory_order_relaxed);
+    return NULL;
+  }
+  seg->dirty_slices = HEADER_SLICES;
   dirty_bytes_add(HEADER_SLICES);
   seg->map_base = (uint8_t *)seg;
   seg->map_size = EBB_SEGMENT_SIZE;

@@ -9,9 +9,9 @@
 # one "ebb: ..." line and abort.  The normal build must never hang or
 # leak, must report the misuses it can see off its fast path (a block
 # freed twice by another thread, or found on a list walked later, and a
-# medium block freed twice), and must survive both fork shapes; the rest
-# (a double free by the owner, a write into a freed block's link, which
-# may also crash it) it lets pass: catching them costs the fast path more
+# block above 8 KiB freed twice), and must survive both fork shapes; the
+# rest (a double free by the owner, a write into a freed block's link,
+# which may also crash it) it lets pass: catching them costs the fast path more
 # than the budget mimalloc's count sets (README, "Heap integrity").  Those
 # are printed as gaps, not failed.
 set -u
