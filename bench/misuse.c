@@ -245,32 +245,37 @@ static int adjacent_pair(char **a, char **b) {
   return found;
 }
 
-/* A 16-byte overflow from a live block into its free neighbour's first
- * words (glibc's tcache keeps its link there too). */
-static void case_overflow16(void) {
+/* A live 32 B block whose neighbour (`*gap` bytes on) was just freed, or
+ * NULL (the verdict said) if no two blocks were adjacent. */
+static char *live_before_freed(size_t *gap) {
   char *a, *b;
   if (!adjacent_pair(&a, &b)) {
     say("silent", "no adjacent pair of 32 B blocks");
-    return;
+    return NULL;
   }
-  size_t gap = (size_t)(b - a);
+  *gap = (size_t)(b - a);
   free(b);
+  return launder(a);
+}
+
+/* A 16-byte overflow from a live block into its free neighbour's first
+ * words (glibc's tcache keeps its link there too). */
+static void case_overflow16(void) {
+  size_t gap;
+  char *a = live_before_freed(&gap);
+  if (a == NULL) return;
   void *target = target_area + 2048;
-  memcpy(launder(a) + gap, &target, sizeof target);
-  memset(launder(a) + gap + 8, 0, 8);
+  memcpy(a + gap, &target, sizeof target);
+  memset(a + gap + 8, 0, 8);
   allocate_after(32, target, "after a 16-byte overflow into a free neighbour");
 }
 
 /* A 1-byte overflow into a free neighbour (its link's lowest byte). */
 static void case_overflow1(void) {
-  char *a, *b;
-  if (!adjacent_pair(&a, &b)) {
-    say("silent", "no adjacent pair of 32 B blocks");
-    return;
-  }
-  size_t gap = (size_t)(b - a);
-  free(b);
-  ((volatile char *)launder(a))[gap] ^= 0x50;
+  size_t gap;
+  char *a = live_before_freed(&gap);
+  if (a == NULL) return;
+  ((volatile char *)a)[gap] ^= 0x50;
   allocate_after(32, NULL, "after a 1-byte overflow into a free neighbour");
 }
 
