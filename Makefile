@@ -51,7 +51,8 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
 # resident in every process that maps it (the kernel maps the whole 64 KiB
 # around a fault), and these three took 8 KiB less at -Os.
 COLD_SRCS := stats_print options cgroup
-$(foreach f,$(COLD_SRCS),$(BUILD)/obj/$(f).o $(BUILD)/secure/$(f).o): OPT := -Os -g
+# (CFLAGS_LIB, not OPT: CFLAGS_LIB is expanded where it is defined)
+$(foreach f,$(COLD_SRCS),$(BUILD)/obj/$(f).o $(BUILD)/secure/$(f).o): CFLAGS_LIB := $(BASEFLAGS) -Os -g $(EXTRA_CFLAGS)
 
 $(BUILD)/secure/%.o: src/%.c $(HDRS) | $(BUILD)/secure
 	$(CC) $(CFLAGS_LIB) -DEBB_SECURE=1 -c $< -o $@

@@ -581,27 +581,18 @@ static bool block_is_free_here(ebb_page_t *page, const void *p) {
   return false;
 }
 
-/* A block being freed whose link word looks like a free list's: report it
- * if it is on one. */
-void secure_check_double(ebb_page_t *page, ebb_block_t *block) {
-  if (block_is_free_here(page, block)) ebb_fatal_pointer("free", block, "double free (block freed twice)");
-}
-
+/* A block being freed whose link word looks like a free list's: reported
+ * if it is on one, else pushed as free_local would. */
 void secure_free_checked(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block) {
-  secure_check_double(page, block);
+  if (block_is_free_here(page, block)) ebb_fatal_pointer("free", block, "double free (block freed twice)");
   block_set_next(block, page->local_free);
   page->local_free = block;
   if (unlikely(--page->used_minus_one < 0)) page_after_local_free(heap, page);
 }
 
-void *secure_pop_checked(ebb_page_t *page, ebb_block_t *block) {
-  secure_check_popped(page, block); /* returns only for a foreign cache's good block */
-  page->free = block_next(block);
-  block->next = NULL;
-  page->used_minus_one++;
-  page->alloc_count++;
-  return block;
-}
+/* page_pop out of line, for malloc_fast's failed check: the check again,
+ * which reports a bad link and passes a foreign cache's good block. */
+void *secure_pop_checked(ebb_page_t *page) { return page_pop(page); }
 
 /* A popped block that is no block of its page: an overwritten link,
  * unless the page is a foreign cache, whose blocks come from many pages
@@ -622,13 +613,9 @@ size_t usable_size_checked(const void *p, const char *call) {
   ebb_page_t *page = page_checked(p, call, &seg);
 #if EBB_SECURE
   /* realloc or malloc_usable_size of a block already freed */
-  if (seg->kind == EBB_SEGMENT_NORMAL) {
-    ebb_block_t *link = block_next(p);
-    bool mine = page->owner_thread == ebb_thread_id(); /* lists this thread may read */
-    if ((link == NULL || page_is_block_start(page, link)) && page->owner_thread != EBB_OWNER_SHARED &&
-        mine && block_is_free_here(page, p))
-      ebb_fatal_pointer(call, p, "pointer already freed");
-  }
+  if (seg->kind == EBB_SEGMENT_NORMAL && page->owner_thread == ebb_thread_id() && /* lists it may read */
+      secure_suspicious(page, p) && block_is_free_here(page, p))
+    ebb_fatal_pointer(call, p, "pointer already freed");
 #endif
   return page->block_size;
 }

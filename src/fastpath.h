@@ -7,32 +7,15 @@
 
 #include "internal.h"
 
-/* The secure build's checks around the lists (EBB_SECURE, internal.h):
- * a block popped must be a block of its page (else its link was
- * overwritten: reported), and its link word is cleared, so that only a
- * block on a free list holds a valid encoded link; a block freed whose
- * link word decodes to the end of a list or to a block of its page may be
- * on a list already (secure_check_double walks them).  Nothing in the
- * normal build. */
+/* The secure build's check on free (EBB_SECURE, internal.h): a block
+ * whose link word decodes to the end of a list or to a block of its page
+ * may be on a list already.  The caller then frees it through
+ * secure_free_checked (a tail call, so the fast path keeps no frame),
+ * which looks.  The pops check each block in page_pop. */
 #if EBB_SECURE
-/* Checks the block, then takes its link (cleared in the block). */
-EBB_INLINE ebb_block_t *secure_pop_next(ebb_page_t *page, ebb_block_t *block) {
-  if (unlikely(!page_is_block_start(page, block))) secure_check_popped(page, block);
-  ebb_block_t *next = block_next(block);
-  block->next = NULL;
-  return next;
-}
-/* A block whose link word decodes to a list's end or a block of its page:
- * maybe on a list already.  The caller then frees it through
- * secure_free_checked (a tail call, so the fast path keeps no frame). */
 EBB_INLINE bool secure_suspicious(const ebb_page_t *page, const ebb_block_t *block) {
   ebb_block_t *link = block_next(block);
   return link == NULL || page_is_block_start(page, link);
-}
-#else
-EBB_INLINE ebb_block_t *secure_pop_next(ebb_page_t *page, ebb_block_t *block) {
-  (void)page;
-  return block->next;
 }
 #endif
 
@@ -42,13 +25,10 @@ EBB_INLINE void *malloc_fast(size_t size) {
     ebb_block_t *block = page->free;
     if (likely(block != NULL)) {
 #if EBB_SECURE
-      /* a tail call when the check fails: no frame on the fast path */
-      if (unlikely(!page_is_block_start(page, block))) return secure_pop_checked(page, block);
-      page->free = block_next(block);
-      block->next = NULL;
-#else
-      page->free = block->next;
+      /* page_pop's check, with a tail call when it fails: no frame here */
+      if (unlikely(!page_is_block_start(page, block))) return secure_pop_checked(page);
 #endif
+      page->free = block_take_next(block);
       page->used_minus_one++;
       page->alloc_count++;
       return block;
@@ -62,11 +42,8 @@ EBB_INLINE void *calloc_fast(size_t count, size_t size) {
   if (unlikely(__builtin_mul_overflow(count, size, &total))) return alloc_generic(SIZE_MAX, true);
   if (likely(total <= EBB_DIRECT_MAX)) {
     ebb_page_t *page = ebb_tls_heap->direct[total];
-    ebb_block_t *block = page->free;
-    if (likely(block != NULL)) {
-      page->free = secure_pop_next(page, block);
-      page->used_minus_one++;
-      page->alloc_count++;
+    if (likely(page->free != NULL)) {
+      ebb_block_t *block = page_pop(page);
       if (page->is_zero) block->next = NULL; /* fresh memory: only the link is set */
       else __builtin_memset(block, 0, total);
       return block;

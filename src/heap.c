@@ -110,6 +110,7 @@ ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
 extern void _IO_list_lock(void) __attribute__((weak));
 extern void _IO_list_unlock(void) __attribute__((weak));
 extern void _IO_list_resetlock(void) __attribute__((weak));
+static bool have_stdio_list_lock(void) { return _IO_list_lock && _IO_list_unlock && _IO_list_resetlock; }
 /* Forks of this thread that took no locks and have not returned: a fork
  * from a signal handler that interrupted another fork's handlers must not
  * make the outer fork's parent handler skip its releases. */
@@ -120,7 +121,7 @@ static void prefork(void) {
     forks_without_locks++;
     return;
   }
-  if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_lock();
+  if (have_stdio_list_lock()) _IO_list_lock();
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&ebb_shared[i].lock);
   purge_prefork();
   lock_acquire(&heap_pool_lock);
@@ -136,7 +137,7 @@ static void postfork_parent(void) {
   purge_postfork(false);
   for (unsigned i = EBB_SHARED_HEAPS; i-- > 0;) lock_release(&ebb_shared[i].lock);
   /* fork dropped its own hold (if it took one) before this handler */
-  if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_unlock();
+  if (have_stdio_list_lock()) _IO_list_unlock();
 }
 static void postfork_child(void) {
   segment_locks_postfork(true);
@@ -149,7 +150,7 @@ static void postfork_child(void) {
   if (!took) forks_without_locks--;
   /* glibc resets the list lock in a child of a threaded process, and not
    * in one of a single thread: reset, it is free either way. */
-  if (took && _IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_resetlock();
+  if (took && have_stdio_list_lock()) _IO_list_resetlock();
 }
 
 /* Once per process.  pthread_atfork may itself call malloc: a recursive

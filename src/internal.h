@@ -446,11 +446,10 @@ EBB_INLINE void page_mark_full(ebb_page_t *page, bool full) {
 /* Hand out the first block of the page's (non-empty) free list. */
 #if EBB_SECURE
 void secure_check_popped(ebb_page_t *page, ebb_block_t *block); /* alloc.c */
-void secure_check_double(ebb_page_t *page, ebb_block_t *block);
 /* The fast paths' rare cases, as tail calls: a popped block that failed the
  * block-start test (a foreign cache's, or a bad link: reported), and a
  * freed block to look for on the lists before it is pushed. */
-void *secure_pop_checked(ebb_page_t *page, ebb_block_t *block);
+void *secure_pop_checked(ebb_page_t *page);
 void secure_free_checked(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t *block);
 /* Freed memory is filled after the link word, up to EBB_SECURE_FILL bytes
  * (whole blocks up to 64 B, most blocks by count; the first cache line of
@@ -471,15 +470,21 @@ EBB_INLINE void secure_fill_freed(const ebb_page_t *page, void *p) {
   }
 }
 #endif
+/* The link of a block being handed out.  The secure build clears it, so
+ * that only a block on a free list holds a valid encoded link. */
+EBB_INLINE ebb_block_t *block_take_next(ebb_block_t *block) {
+  ebb_block_t *next = block_next(block);
+#if EBB_SECURE
+  block->next = NULL;
+#endif
+  return next;
+}
 EBB_INLINE ebb_block_t *page_pop(ebb_page_t *page) {
   ebb_block_t *block = page->free;
 #if EBB_SECURE
   if (unlikely(!page_is_block_start(page, block))) secure_check_popped(page, block);
-  page->free = block_next(block);
-  block->next = NULL;
-#else
-  page->free = block_next(block);
 #endif
+  page->free = block_take_next(block);
   page->used_minus_one++;
   page->alloc_count++;
   return block;
@@ -626,7 +631,7 @@ void segment_locks_postfork(bool child);
 extern _Atomic(ebb_segment_t *) ebb_all_segments; /* every normal segment, newest first */
 /* Memory ebb holds that may be resident: every mapping, less the normal
  * segments' slices purged or never written (the hard limit's measure). */
-size_t os_committed_bytes(void);
+size_t segments_committed_bytes(void);
 /* Purge `seg`'s free slices that were freed at least decay_ms ago (all of
  * them if force).  Returns the bytes still free and dirty (work left). */
 size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);

@@ -515,17 +515,17 @@ void purge_all_now(void) {
 
 /* The soft limit steers by the process's RSS: near it, everything free is
  * purged whatever the decay.  The hard limit counts what ebb has committed
- * (os_committed_bytes), not RSS: memory handed out but not yet written is
+ * (segments_committed_bytes), not RSS: memory handed out but not yet written is
  * not resident, and a limit read from RSS granted 24 blocks of 64 MiB
  * under a 512 MiB limit, 1.5 GiB once written. */
 bool purge_limit_admit(size_t bytes) {
   size_t limit = purge_memory_limit();
   if (limit == 0) return true;
   bool hard = ebb_opt.hard_limit;
-  bool over_hard = hard && os_committed_bytes() + bytes > limit;
+  bool over_hard = hard && segments_committed_bytes() + bytes > limit;
   if (!over_hard && !near_limit(bytes)) return true;
   purge_all_now(); /* near the limit: the decay no longer matters */
-  if (hard && os_committed_bytes() + bytes > limit) {
+  if (hard && segments_committed_bytes() + bytes > limit) {
     errno = ENOMEM;
     return false;
   }

@@ -138,7 +138,7 @@ static void dirty_bytes_add(uint64_t newly_dirty) {
                               memory_order_relaxed);
 }
 
-size_t os_committed_bytes(void) {
+size_t segments_committed_bytes(void) {
   size_t mapped = atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed);
   size_t normal = atomic_load_explicit(&normal_mapped_bytes, memory_order_relaxed);
   size_t dirty = atomic_load_explicit(&normal_dirty_bytes, memory_order_relaxed);
