@@ -15,6 +15,9 @@
  *   leaked     (tls_dtor) the process grew far beyond what the threads use
  *   silent     it finished and nothing above happened
  *   ok         (fork cases) it finished
+ *   trapped    a write past a block faulted at once (a guard page)
+ *   immediate, delayed  (reuse_next) whether a freed block is the next one
+ *              malloc returns
  * A corrupted heap may also be caught later; "silent" only says this run saw
  * neither a duplicate nor a steered block.
  *
@@ -279,6 +282,78 @@ static void case_overflow1(void) {
   allocate_after(32, NULL, "after a 1-byte overflow into a free neighbour");
 }
 
+/* A write just past a block whose end is an OS page boundary and no other
+ * block's start: past the last block of a run of blocks, where a guard page
+ * (ebb's secure build) makes it fault at once.  The fault at that address
+ * is the verdict "trapped"; any other fault stays a crash. */
+static char *volatile fault_expected;
+static void on_segv(int sig, siginfo_t *info, void *ctx) {
+  (void)ctx;
+  if (fault_expected != NULL && (char *)info->si_addr == fault_expected) {
+    say("trapped", "SIGSEGV at the write (a guard page)");
+    _exit(0);
+  }
+  signal(sig, SIG_DFL); /* the faulting access runs again: a crash */
+}
+static void write_past(char *end) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_segv;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGSEGV, &sa, NULL);
+  sigaction(SIGBUS, &sa, NULL);
+  fault_expected = end;
+  *(volatile char *)end = 0x5a;
+  fault_expected = NULL;
+}
+
+/* A write past a block that ends one OS page short of a 4 MiB boundary
+ * with no block after it: the end of an ebb segment, where the secure
+ * build keeps a guard page (the page after each run's last block is left
+ * unused there and everywhere; only at a segment's end is it a guard). */
+static void case_overflow_segment(void) {
+  enum { N = 3000, SIZE = 3000 };
+  static char *p[N];
+  size_t os_page = (size_t)sysconf(_SC_PAGESIZE), seg = (size_t)4 << 20;
+  char *end = NULL;
+  int n = 0;
+  while (n < N && end == NULL) {
+    p[n++] = malloc(SIZE);
+    for (int i = 0; i < n && end == NULL; i++) {
+      char *e = p[i] + malloc_usable_size(p[i]);
+      if (((uintptr_t)e + os_page) % seg != 0) continue;
+      int starts_block = 0;
+      for (int j = 0; j < n; j++) starts_block |= p[j] == e;
+      if (!starts_block) end = e;
+    }
+  }
+  if (end == NULL) {
+    say("silent", "no 3000 B block ends a page short of a 4 MiB boundary");
+    return;
+  }
+  write_past(end);
+  for (int i = 0; i < n; i++) free(p[i]);
+  say("silent", "a write past a segment's last block went unnoticed");
+}
+
+/* The same past the end of a block of 8 MiB (a mapping of its own). */
+static void case_overflow_huge(void) {
+  char *p = malloc((8u << 20) + 100);
+  write_past(p + malloc_usable_size(p));
+  free(p);
+  say("silent", "a write past an 8 MiB block went unnoticed");
+}
+
+/* Not a misuse: is a freed block the next one handed out?  (Delayed reuse
+ * makes a use after free land in a block nobody holds yet.) */
+static void case_reuse_next(void) {
+  keep_some(48);
+  void *a = malloc(48);
+  free(a);
+  void *b = malloc(48);
+  say(b == a ? "immediate" : "delayed", b == a ? "the block just freed came back" : "another block came back");
+}
+
 /* ---- fork shapes ---------------------------------------------------------- */
 static atomic_int stop_threads;
 static FILE *shared_file;
@@ -443,6 +518,8 @@ static const struct {
     {"df_exit", case_df_exit},         {"df_medium", case_df_medium},
     {"realloc_freed", case_realloc_freed}, {"uaf_write", case_uaf_write},
     {"overflow16", case_overflow16},   {"overflow1", case_overflow1},
+    {"overflow_segment", case_overflow_segment}, {"overflow_huge", case_overflow_huge},
+    {"reuse_next", case_reuse_next},
     {"fork_stdio", case_fork_stdio},   {"fork_signal", case_fork_signal},
     {"tls_dtor", case_tls_dtor},
 };
@@ -500,7 +577,7 @@ static int run_one(int idx, int limit_s) {
     verdict = "crashed";
     snprintf(detail, sizeof detail, "exit %d without a verdict", WEXITSTATUS(status));
   }
-  printf("%-14s %-10s %s\n", cases[idx].name, verdict, detail);
+  printf("%-16s %-10s %s\n", cases[idx].name, verdict, detail);
   return !strcmp(verdict, "hang") || !strcmp(verdict, "duplicate") || !strcmp(verdict, "steered") ||
          !strcmp(verdict, "crashed") || !strcmp(verdict, "leaked");
 }

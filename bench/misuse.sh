@@ -11,7 +11,9 @@
 # bench/results/misuse.md.  Verdicts (bench/misuse.c): reported (the
 # allocator aborted with its own check), crashed, hang, duplicate (one
 # block handed out twice), steered (malloc returned the program's chosen
-# address), leaked, silent (none of these seen), ok (fork cases finished).
+# address), leaked, silent (none of these seen), ok (fork cases finished),
+# trapped (a write past a block faulted at once: a guard page), immediate /
+# delayed (reuse_next: is a freed block the next one handed out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s all build/bench/misuse

@@ -88,13 +88,30 @@ EBB_INLINE size_t class_size(unsigned c) {
  * blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
  * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
  * 496 KiB free per thread and class. */
+/* The secure build leaves the last OS page of every page's run unused (a
+ * guard page at a segment's end, segment.c): an OS page when pages are 16
+ * KiB or less, nothing with 64 KiB pages (it would take a whole slice).  0
+ * in the normal build. */
+#ifndef EBB_SECURE
+#define EBB_SECURE 0
+#endif
+#if EBB_SECURE
+extern size_t ebb_guard_size; /* os.c */
+#endif
+EBB_INLINE size_t page_guard_size(void) {
+#if EBB_SECURE
+  return ebb_guard_size;
+#else
+  return 0;
+#endif
+}
 EBB_INLINE size_t page_slices_for(size_t block_size) {
   if (block_size <= EBB_SMALL_MAX) return 1;
-  if (block_size <= EBB_MEDIUM_MAX) {
+  if (block_size <= EBB_MEDIUM_MAX) { /* 8 blocks' room holds a guard page too */
     size_t slices = (8 * block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
     return slices < EBB_MEDIUM_PAGE_SLICES ? slices : EBB_MEDIUM_PAGE_SLICES;
   }
-  return (block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+  return (block_size + page_guard_size() + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
 }
 
 /* The last class whose pages are one slice (blocks up to EBB_SMALL_MAX). */
@@ -129,9 +146,6 @@ typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
  * address in the key lets whole lists move between a page's lists without
  * being re-encoded.  In the normal build both helpers are plain loads and
  * stores: their cost on the fast path is in README ("Heap integrity"). */
-#ifndef EBB_SECURE
-#define EBB_SECURE 0
-#endif
 extern uintptr_t ebb_list_secret; /* os.c: from the kernel's AT_RANDOM bytes */
 EBB_INLINE ebb_block_t *block_next(const ebb_block_t *b) {
 #if EBB_SECURE
@@ -547,6 +561,9 @@ EBB_INLINE bool decay_reached(uint32_t now, uint32_t stamp, long long decay_ms) 
 extern _Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_purge_calls,
     ebb_stat_purged_bytes, ebb_stat_purge_passes;
 bool os_grow_in_place(void *p, size_t old_size, size_t new_size);
+#if EBB_SECURE
+bool os_protect(void *p, size_t size, bool accessible);
+#endif
 void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment, size_t offset);
 EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *reason)
     __attribute__((noreturn));

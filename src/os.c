@@ -26,6 +26,7 @@ static void count(_Atomic uint64_t *counter, uint64_t n) {
 
 uintptr_t ebb_list_secret;
 
+
 void os_init(void) {
   /* 16 random bytes the kernel gives every process; the secure build's
    * free-list key (mixed with a constant, never 0). */
@@ -44,7 +45,23 @@ void os_init(void) {
     ps = v > 0 ? (unsigned long)v : 4096;
   }
   ebb_os_page_size = ps;
+#if EBB_SECURE
+  ebb_guard_size = ps <= EBB_SLICE_SIZE / 4 ? ps : 0;
+#endif
 }
+
+#if EBB_SECURE
+size_t ebb_guard_size;
+
+/* Make whole OS pages inaccessible (a guard) or readable and writable
+ * again.  False if the kernel refused (out of memory maps: vm.max_map_count). */
+bool os_protect(void *p, size_t size, bool accessible) {
+  int saved = errno;
+  bool ok = mprotect(p, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+  errno = saved;
+  return ok;
+}
+#endif
 
 static void *map_raw(size_t size) {
   count(&ebb_stat_mmap_calls, 1);

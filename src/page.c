@@ -90,7 +90,7 @@ static void count_remote_frees(const ebb_page_t *page, uint32_t n) {
 
 void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_size,
                bool zero) {
-  size_t bytes = (size_t)page->slice_count * EBB_SLICE_SIZE;
+  size_t bytes = (size_t)page->slice_count * EBB_SLICE_SIZE - page_guard_size();
   page->start = slice_start(seg, page_index(seg, page));
   page->class_idx = (uint8_t)cls;
   page->capacity = 0;

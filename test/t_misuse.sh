@@ -3,7 +3,8 @@
 # limit (bench/misuse.c: double frees by one thread, by two, then
 # malloc_trim or thread exit; realloc of a freed block; a write after free
 # and overflows into a free neighbour; fork beside stdio and from a signal
-# handler; allocation in the last round of TLS destructors).
+# handler; allocation in the last round of TLS destructors; writes past
+# the last block of a segment and of a huge block; reuse of a freed block).
 #
 # The secure build (build/libebb-secure.so) must report every misuse with
 # one "ebb: ..." line and abort.  The normal build must never hang or
@@ -57,13 +58,20 @@ secure=build/libebb-secure.so
 for c in df_remote df_trim df_exit df_medium; do expect $normal $c reported; done
 for c in fork_stdio fork_signal; do expect $normal $c ok; done
 expect $normal tls_dtor silent
-for c in df_live df_aba realloc_freed uaf_write overflow16 overflow1; do tolerate $normal $c; done
+for c in df_live df_aba realloc_freed uaf_write overflow16 overflow1 overflow_segment overflow_huge; do
+  tolerate $normal $c
+done
 
 for c in df_live df_aba df_remote df_trim df_exit df_medium realloc_freed uaf_write overflow16 overflow1; do
   expect $secure $c reported
 done
 for c in fork_stdio fork_signal; do expect $secure $c ok; done
 expect $secure tls_dtor silent
+# its guard pages: a write past a segment's last block faults (huge blocks
+# have no guard of their own: README, "Guard pages")
+expect $secure overflow_segment trapped
+tolerate $secure overflow_huge
+expect $secure reuse_next delayed
 
 [ $fail -eq 0 ] && echo "t_misuse: ok"
 exit $fail
