@@ -20,6 +20,9 @@ BASEFLAGS := -std=c11 -D_GNU_SOURCE -pthread -fPIC -fvisibility=hidden \
              -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc \
              -fno-builtin-free -ftls-model=initial-exec $(WARN) -Iinclude -Isrc
 OPT     ?= -O2 -g
+# C++'s operator new and delete (src/cxx_new.c); CXX_OPERATORS=0 leaves them out.
+CXX_OPERATORS ?= 1
+BASEFLAGS += -DEBB_CXX_OPERATORS=$(CXX_OPERATORS)
 CFLAGS_LIB := $(BASEFLAGS) $(OPT) $(EXTRA_CFLAGS)
 
 # Packed relative relocations (DT_RELR: binutils >= 2.38, glibc >= 2.36),
@@ -54,20 +57,29 @@ COLD_SRCS := stats_print options cgroup
 # (CFLAGS_LIB, not OPT: CFLAGS_LIB is expanded where it is defined)
 $(foreach f,$(COLD_SRCS),$(BUILD)/obj/$(f).o $(BUILD)/secure/$(f).o): CFLAGS_LIB := $(BASEFLAGS) -Os -g $(EXTRA_CFLAGS)
 
+# operator new throws std::bad_alloc through these frames: unwind tables
+$(BUILD)/obj/cxx_new.o $(BUILD)/secure/cxx_new.o: CFLAGS_LIB += -fexceptions
+
 $(BUILD)/secure/%.o: src/%.c $(HDRS) | $(BUILD)/secure
 	$(CC) $(CFLAGS_LIB) -DEBB_SECURE=1 -c $< -o $@
 
 $(BUILD)/san/%.o: src/%.c $(HDRS) | $(BUILD)/san
 	$(CC) $(BASEFLAGS) -O1 -g $(SAN_FLAGS) -DEBB_OVERRIDE=0 -c $< -o $@
 
+# Versioned sonames: a program linked with -lebb records libebb.so.0 (the
+# ABI's major version), found through build/libebb.so.0 here and through
+# the links `make install` makes.
+SOMAJOR := 0
 $(BUILD)/libebb.so: $(OBJS)
-	$(CC) $(SO_LDFLAGS) -Wl,-soname,libebb.so -o $@ $(OBJS)
+	$(CC) $(SO_LDFLAGS) -Wl,-soname,libebb.so.$(SOMAJOR) -o $@ $(OBJS)
+	ln -sf libebb.so $(BUILD)/libebb.so.$(SOMAJOR)
 
 $(BUILD)/libebb.a: $(OBJS)
 	rm -f $@ && ar rcs $@ $(OBJS)
 
 $(BUILD)/libebb-secure.so: $(SECURE_OBJS)
-	$(CC) $(SO_LDFLAGS) -Wl,-soname,libebb-secure.so -o $@ $(SECURE_OBJS)
+	$(CC) $(SO_LDFLAGS) -Wl,-soname,libebb-secure.so.$(SOMAJOR) -o $@ $(SECURE_OBJS)
+	ln -sf libebb-secure.so $(BUILD)/libebb-secure.so.$(SOMAJOR)
 
 $(BUILD)/libebb-secure.a: $(SECURE_OBJS)
 	rm -f $@ && ar rcs $@ $(SECURE_OBJS)
@@ -118,7 +130,22 @@ $(BUILD)/bench/misuse: bench/misuse.c | $(BUILD)/bench
 $(BUILD)/test-tools/stress: test/stress.c | $(BUILD)/test-tools
 	$(CC) $(TEST_CFLAGS) $< -o $@
 
-test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test-tools/stress
+# C++'s operators (test/t_cxx.sh): one program built three ways, not
+# linked with ebb (ebb preloaded), linked with libebb.so, and linked with
+# libebb.a (-rdynamic: its dladdr check finds the program's own symbols).
+# Skipped when there is no C++ compiler or the operators are left out.
+CXX ?= g++
+CXX_TEST_FLAGS := -std=c++17 -O1 -g -pthread $(WARN) -fsized-deallocation
+CXX_TOOLS := $(BUILD)/test-tools/cxx_ops $(BUILD)/test-tools/cxx_ops-linked $(BUILD)/test-tools/cxx_ops-static
+HAVE_CXX := $(shell command -v $(CXX) >/dev/null 2>&1 && [ "$(CXX_OPERATORS)" = 1 ] && echo 1)
+$(BUILD)/test-tools/cxx_ops: test/cxx_ops.cc | $(BUILD)/test-tools
+	$(CXX) $(CXX_TEST_FLAGS) $< -o $@ -ldl
+$(BUILD)/test-tools/cxx_ops-linked: test/cxx_ops.cc $(BUILD)/libebb.so | $(BUILD)/test-tools
+	$(CXX) $(CXX_TEST_FLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lebb -ldl
+$(BUILD)/test-tools/cxx_ops-static: test/cxx_ops.cc $(BUILD)/libebb.a | $(BUILD)/test-tools
+	$(CXX) $(CXX_TEST_FLAGS) -rdynamic $< -o $@ $(BUILD)/libebb.a -ldl
+
+test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test-tools/stress $(if $(HAVE_CXX),$(CXX_TOOLS))
 
 test: test-bins
 	@test/run.sh
@@ -137,21 +164,39 @@ demo: all
 	@demo/run.sh $(DEMO_ARGS)
 
 # ---- install -------------------------------------------------------------
+# libebb.so.VERSION with the links libebb.so.0 (the soname) and libebb.so
+# (for -lebb), the same for the secure build, the archives, ebb.h and
+# ebb.pc (its Libs carry an rpath, so a program built with it runs from any
+# PREFIX).  Installing system-wide (no DESTDIR, as root) ends with ldconfig
+# (LDCONFIG= skips it).
+LDCONFIG ?= ldconfig
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
-	install -m 755 $(BUILD)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
-	install -m 644 $(BUILD)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
-	install -m 755 $(BUILD)/libebb-secure.so $(DESTDIR)$(LIBDIR)/libebb-secure.so
-	install -m 644 $(BUILD)/libebb-secure.a $(DESTDIR)$(LIBDIR)/libebb-secure.a
+	for lib in libebb libebb-secure; do \
+	  install -m 755 $(BUILD)/$$lib.so $(DESTDIR)$(LIBDIR)/$$lib.so.$(VERSION) && \
+	  ln -sf $$lib.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$lib.so.$(SOMAJOR) && \
+	  ln -sf $$lib.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/$$lib.so && \
+	  install -m 644 $(BUILD)/$$lib.a $(DESTDIR)$(LIBDIR)/$$lib.a || exit 1; \
+	done
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    tools/ebb.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+	@ldc="$(LDCONFIG)"; \
+	if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -n "$$ldc" ] && command -v "$$ldc" >/dev/null; then \
+	  "$$ldc" && echo "ldconfig: the loader's cache now lists $(LIBDIR)/libebb.so.$(SOMAJOR)"; \
+	else \
+	  echo "Not running ldconfig (DESTDIR set, or not root).  Programs built with"; \
+	  echo "pkg-config's flags find the library by their rpath; others need"; \
+	  echo "LD_LIBRARY_PATH=$(LIBDIR), or ldconfig run as root once installed."; \
+	fi
 
 uninstall:
-	rm -f $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
-	      $(DESTDIR)$(LIBDIR)/libebb-secure.so $(DESTDIR)$(LIBDIR)/libebb-secure.a \
-	      $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+	for lib in libebb libebb-secure; do \
+	  rm -f $(DESTDIR)$(LIBDIR)/$$lib.so $(DESTDIR)$(LIBDIR)/$$lib.so.$(SOMAJOR) \
+	        $(DESTDIR)$(LIBDIR)/$$lib.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$$lib.a; \
+	done
+	rm -f $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
 
 clean:
 	rm -rf $(BUILD)

@@ -686,12 +686,13 @@ TIMESERIES = {"service": "service: RSS over time",
               "thread_pool": "thread_pool: RSS over time (all freed, then asleep)"}
 
 
-def charts(outdir, workloads, allocs, table):
+def charts(outdir, workloads, allocs, table, runs):
     if not shutil.which("gnuplot"):
         log("bench: gnuplot not found (apt-get install gnuplot-nox): no charts")
         return
     peers = [name for name, _ in allocs if name != "ebb"]
     dat = outdir / "ratios.dat"
+    ratios = []
     with open(dat, "w") as f:
         f.write("workload " + " ".join(f"{p}_wall {p}_rss" for p in peers) + "\n")
         for w in workloads:
@@ -703,16 +704,25 @@ def charts(outdir, workloads, allocs, table):
                 row = table.get((w.name, p))
                 vals += [f"{row['wall']/base['wall']:.4f}" if row else "NaN",
                          f"{row['rss_kb']/base['rss_kb']:.4f}" if row else "NaN"]
+                if row:
+                    ratios += [row['wall'] / base['wall'], row['rss_kb'] / base['rss_kb']]
             f.write(w.name + " " + " ".join(vals) + "\n")
+    # The range from the data, in whole powers of two: every bar shows,
+    # however far a peer is from ebb (a fixed 0.25-16 hid tcmalloc's 0.03
+    # on large-2t).
+    positive = [r for r in ratios if r > 0]
+    y_low = 2.0 ** math.floor(math.log2(min(positive + [0.5])))
+    y_high = 2.0 ** math.ceil(math.log2(max(positive + [2.0])))
+    rounds_text = f"medians of {runs} rounds" if runs > 1 else "one round"
     script = f"""
 set terminal png size 1400,900 font ",10" noenhanced
 set output '{outdir}/ratios.png'
-set multiplot layout 2,1 title "Peers relative to ebb (above 1: ebb is faster / smaller); medians"
+set multiplot layout 2,1 title "Peers relative to ebb (above 1: ebb is faster / smaller); {rounds_text}"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set logscale y 2
-set yrange [0.25:16]
+set yrange [{y_low}:{y_high}]
 set grid ytics
 set xtics rotate by -35 scale 0
 set key outside right top
@@ -774,7 +784,7 @@ def main():
         workloads = [Workload(w["name"], w["title"], None) for w in doc["workloads"]]
         table = {(w["name"], a): row for w in doc["workloads"]
                  for a, row in w["results"].items() if row}
-        charts(outdir, workloads, allocs, table)
+        charts(outdir, workloads, allocs, table, doc["meta"].get("runs", 1))
         return
     wanted = [a for a in args.allocators.split(",") if a]
     for x in re.split(r"[\s,]+", args.extra.strip()):
@@ -850,7 +860,7 @@ def main():
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "results.txt").write_text(text)
     write_files(outdir, workloads, allocs, table, results, gm, meta)
-    charts(outdir, workloads, allocs, table)
+    charts(outdir, workloads, allocs, table, runs)
     log(f"bench: wrote {outdir}/results.txt, results.csv, results.json, *.png")
 
 

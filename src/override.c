@@ -12,6 +12,7 @@
 #if EBB_OVERRIDE
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,19 +53,54 @@ EBB_EXPORT int malloc_trim(size_t pad) {
 }
 EBB_EXPORT void cfree(void *p) { free_fast(p, "cfree", 0); }
 
+/* C23: the size (and alignment) the block was allocated with.  The size is
+ * checked as ebb_free_sized checks it (it must fit the block), and the
+ * alignment against the pointer; a mismatch is reported, not ignored. */
+EBB_EXPORT void free_sized(void *p, size_t size) {
+  if (p != NULL) free_fast(p, "free_sized", size);
+}
+EBB_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size) {
+  if (p == NULL) return;
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || ((uintptr_t)p & (alignment - 1)) != 0)
+    ebb_fatal_pointer("free_aligned_sized", p, "the pointer does not have the alignment given");
+  free_fast(p, "free_aligned_sized", size);
+}
+
 #if defined(__GLIBC__)
-/* glibc's report of the heap, from what ebb maps: `arena` is the address
- * space in segments, `hblks`/`hblkhd` the huge blocks mapped on their own.
- * The finer split (live vs free bytes) is in ebb's own statistics. */
+/* glibc's report of the heap, from ebb's statistics (ebb_stats_get):
+ * `arena` is the address space in segments, `uordblks` the bytes of the
+ * blocks handed out from them and `fordblks` the rest of `arena` (free
+ * blocks, free pages, memory given back), as glibc keeps arena = uordblks +
+ * fordblks; `hblks`/`hblkhd` are the huge blocks mapped on their own.
+ * ebb_stats_print has the finer split. */
 EBB_EXPORT struct mallinfo2 mallinfo2(void) {
+  ebb_stats_t st;
+  ebb_stats_get(&st);
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof mi);
   size_t huge_bytes = atomic_load_explicit(&ebb_huge_bytes, memory_order_relaxed);
   size_t mapped = atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed);
   mi.arena = mapped > huge_bytes ? mapped - huge_bytes : 0;
+  size_t in_use = st.live_bytes - st.classes[0].live_bytes; /* class 0: huge blocks */
+  mi.uordblks = in_use < mi.arena ? in_use : mi.arena;
+  mi.fordblks = mi.arena - mi.uordblks;
   mi.hblks = atomic_load_explicit(&ebb_huge_count, memory_order_relaxed);
   mi.hblkhd = huge_bytes;
   return mi;
+}
+
+/* glibc's summary on stderr, its lines and figures as mallinfo2 gives them;
+ * the whole table is ebb_stats_print's (or EBB_SHOW_STATS=1 at exit). */
+EBB_EXPORT void malloc_stats(void) {
+  struct mallinfo2 mi = mallinfo2();
+  char buf[512];
+  int n = snprintf(buf, sizeof buf,
+                   "Arena 0:\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+                   "Total (incl. mmap):\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+                   "max mmap regions = %10zu\nmax mmap bytes   = %10zu\n",
+                   mi.arena, mi.uordblks, mi.arena + mi.hblkhd, mi.uordblks + mi.hblkhd, mi.hblks,
+                   mi.hblkhd);
+  if (n > 0) os_write_all(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 EBB_EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo2 m2 = mallinfo2();

@@ -26,8 +26,13 @@
 #define MiB ((size_t)1 << 20)
 
 
-enum call { C_FREE, C_REALLOC, C_USABLE, C_DOUBLE_FREE };
-static const char *const call_name[] = {"free", "realloc", "malloc_usable_size", "free"};
+enum call { C_FREE, C_REALLOC, C_USABLE, C_DOUBLE_FREE, C_FREE_SIZED, C_FREE_ALIGNED_SIZED };
+static const char *const call_name[] = {"free", "realloc", "malloc_usable_size", "free",
+                                        "free_sized", "free_aligned_sized"};
+
+/* C23's sized frees (glibc 2.36's headers lack them; ebb defines them). */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t alignment, size_t size);
 
 enum expect { E_ABORT, E_CLEAN, E_ABORT_OR_CLEAN };
 
@@ -47,6 +52,8 @@ static void child_call(enum call c, void *p) {
       free(launder(p));
       free(launder(p));
       break;
+    case C_FREE_SIZED: free_sized(launder(p), opaque(1 * MiB)); break; /* larger than the block */
+    case C_FREE_ALIGNED_SIZED: free_aligned_sized(launder(p), opaque(4096), opaque(100)); break;
   }
 }
 
@@ -255,6 +262,19 @@ int main(void) {
     for (int i = N - 1; i >= 1; i--) free(blocks[i]);
     run_case("double free of the last block of a sparse page", C_DOUBLE_FREE, blocks[0], E_ABORT);
     free(blocks[0]);
+  }
+  /* C23's sized frees: a size larger than the block, or an alignment the
+   * pointer does not have, is reported; the right ones free cleanly. */
+  {
+    char *p = block(100);
+    run_case("free_sized with a size past the block", C_FREE_SIZED, p, E_ABORT);
+    run_case("free_aligned_sized with an alignment it lacks", C_FREE_ALIGNED_SIZED,
+             ((uintptr_t)p & 4095) ? p : p + 16, E_ABORT);
+    free_sized(launder(malloc(opaque(100))), opaque(100));
+    free_aligned_sized(launder(aligned_alloc(64, opaque(128))), 64, opaque(128));
+    free_aligned_sized(NULL, 64, 0);
+    free_sized(NULL, 10);
+    free(p);
   }
   printf("%d cases\n", cases_run);
   TEST_DONE();

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "ebb.h"
 
 /* Gone from glibc's headers since 2.26, still part of the family ebb replaces.
  * Weak so that a missing definition is a test failure, not a link failure. */
@@ -174,11 +175,23 @@ static size_t check_new_block(void *p, size_t n, size_t align, const char *what)
 /* ---- the functions really are ebb's ------------------------------------ */
 
 static void test_family_is_ebb(void) {
-#ifndef EBB_TEST_AGAINST_LIBC
+#if defined(EBB_TEST_STATIC) && !defined(EBB_TEST_AGAINST_LIBC)
+  /* Linked statically (the musl build): no dynamic symbols to look up, so
+   * the blocks malloc and calloc hand out must be ones ebb counts. */
+  ebb_stats_t a, b;
+  ebb_stats_get(&a);
+  void *p = launder(malloc(opaque(5000))), *q = launder(calloc(1, opaque(7000)));
+  ebb_stats_get(&b);
+  CHECKF(b.live_bytes >= a.live_bytes + 12000, "malloc is not ebb's: live bytes %zu -> %zu",
+         a.live_bytes, b.live_bytes);
+  free(p);
+  free(q);
+#elif !defined(EBB_TEST_AGAINST_LIBC)
   static const char *const names[] = {
       "malloc",        "free",          "calloc",  "realloc", "reallocarray",
       "posix_memalign", "aligned_alloc", "memalign", "valloc",  "pvalloc",
-      "malloc_usable_size", "malloc_trim", "cfree",  "mallinfo2"};
+      "malloc_usable_size", "malloc_trim", "cfree",  "mallinfo2", "mallinfo",
+      "malloc_stats", "free_sized", "free_aligned_sized"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     void *f = dlsym(RTLD_DEFAULT, names[i]);
     CHECKF(f != NULL, "%s is not defined", names[i]);
@@ -286,17 +299,56 @@ static void test_basics(void) {
     for (int i = 0; i < 64; i++) free(g[i]);
     int r = malloc_trim(round == 0 ? 0 : round == 1 ? 4096 : 64 * MiB);
     CHECKF(r == 0 || r == 1, "malloc_trim returned %d", r);
+#ifdef __GLIBC__
     struct mallinfo2 mi = mallinfo2();
     (void)mi;
+#endif
   }
   for (int i = 0; i < 6; i++) {
     if (live[i]) CHECK_PAT(live[i], live_sizes[i], 77 + (uint64_t)i, "live across malloc_trim");
     free(live[i]);
   }
+#ifdef __GLIBC__
   struct mallinfo2 mi = mallinfo2();
   printf("[mallinfo2 arena=%zu uordblks=%zu hblkhd=%zu fordblks=%zu] ", mi.arena, mi.uordblks,
          mi.hblkhd, mi.fordblks);
+#endif
   CHECK(malloc_trim(0) >= 0);
+}
+
+/* mallinfo2 as glibc's own test of it reads it: the bytes in use grow by
+ * what was allocated and fall back when it is freed, arena = uordblks +
+ * fordblks, and a block past the mmap threshold shows in hblkhd. */
+static void test_mallinfo2_counts(void) {
+#ifndef __GLIBC__
+  printf("(glibc's mallinfo2: not in this C library) ");
+  return;
+#else
+  enum { N = 200 };
+  static void *p[N];
+  struct mallinfo2 before = mallinfo2();
+  for (int i = 0; i < N; i++) p[i] = launder(malloc(opaque(1000)));
+  struct mallinfo2 during = mallinfo2();
+  CHECKF(during.uordblks >= before.uordblks + N * 1000, "uordblks %zu -> %zu after %d x 1000 B",
+         before.uordblks, during.uordblks, N);
+  CHECKF(during.arena == during.uordblks + during.fordblks, "arena %zu != uordblks %zu + fordblks %zu",
+         during.arena, during.uordblks, during.fordblks);
+  for (int i = 0; i < N; i++) free(p[i]);
+  struct mallinfo2 after = mallinfo2();
+  /* glibc counts what its thread cache holds as in use: half must go */
+  CHECKF(after.uordblks + N * 1000 / 2 <= during.uordblks, "uordblks %zu -> %zu after freeing them",
+         during.uordblks, after.uordblks);
+  void *big = launder(malloc(opaque(64 * MiB)));
+  struct mallinfo2 with_big = mallinfo2();
+  CHECKF(with_big.hblkhd >= after.hblkhd + 64 * MiB, "hblkhd %zu -> %zu with a 64 MiB block",
+         after.hblkhd, with_big.hblkhd);
+  free(big);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  struct mallinfo legacy = mallinfo(); /* deprecated, still called */
+#pragma GCC diagnostic pop
+  CHECK(legacy.arena >= 0 && legacy.uordblks >= 0);
+#endif
 }
 
 /* ---- sizes ---------------------------------------------------------------- */
@@ -1287,6 +1339,7 @@ int main(void) {
   page_size = (size_t)sysconf(_SC_PAGESIZE);
   section("family is ebb's");      test_family_is_ebb();  section(NULL);
   section("basics");               test_basics();         section(NULL);
+  section("mallinfo2 counts");     test_mallinfo2_counts(); section(NULL);
   section("sizes 0..64 MiB");      test_sizes();          section(NULL);
   section("alignments 1 B..1 GiB"); test_alignments();    section(NULL);
   section("realloc");              test_realloc();        section(NULL);

@@ -38,9 +38,32 @@
 #include "ebb.h"
 #endif
 
+#ifdef __GLIBC__
 /* glibc's implementation of C++ thread_local destructors (GLIBC_2.18). */
 extern int __cxa_thread_atexit_impl(void (*dtor)(void *), void *obj, void *dso_symbol);
 extern void *__dso_handle;
+static int thread_atexit(void (*dtor)(void *), void *obj) {
+  return __cxa_thread_atexit_impl(dtor, obj, &__dso_handle);
+}
+#else
+/* musl has no __cxa_thread_atexit_impl; C++ runtimes use a pthread key
+ * there, and so does this (one destructor per thread: the tests' use). */
+static pthread_key_t thread_atexit_key;
+static __thread void (*thread_atexit_fn)(void *);
+static __thread void *thread_atexit_arg;
+static void thread_atexit_run(void *unused) {
+  (void)unused;
+  thread_atexit_fn(thread_atexit_arg);
+}
+static void thread_atexit_key_make(void) { pthread_key_create(&thread_atexit_key, thread_atexit_run); }
+static int thread_atexit(void (*dtor)(void *), void *obj) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, thread_atexit_key_make);
+  thread_atexit_fn = dtor;
+  thread_atexit_arg = obj;
+  return pthread_setspecific(thread_atexit_key, &thread_atexit_fn);
+}
+#endif
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)
@@ -237,7 +260,7 @@ static void thread_setup(uint32_t id) {
   tls_rec = r;
   if (pthread_setspecific(key, r)) atomic_fetch_add(&n_bad, 1);
   if (tss_set(c11_key, balloc(200 + id % 100, id + 3)) != thrd_success) atomic_fetch_add(&n_bad, 1);
-  if (__cxa_thread_atexit_impl(tls_dtor, (void *)(uintptr_t)id, &__dso_handle)) atomic_fetch_add(&n_bad, 1);
+  if (thread_atexit(tls_dtor, (void *)(uintptr_t)id)) atomic_fetch_add(&n_bad, 1);
   /* some ordinary work */
   void *v[100];
   for (int i = 0; i < 100; i++) v[i] = balloc((size_t)(i * 131 + id) % 20000, id + (uint32_t)i);
@@ -402,6 +425,10 @@ static int run_cmd(const char *cmd) {
 }
 
 static void test_dlopen(void) {
+#ifndef __GLIBC__
+  printf("dlopen: SKIPPED (glibc's dlopen and __cxa_thread_atexit_impl; a static musl build has neither)\n");
+  return;
+#endif
   if (run_cmd("command -v cc >/dev/null 2>&1") != 0) {
     printf("dlopen: SKIPPED (no cc to build the library)\n");
     return;
@@ -520,6 +547,10 @@ static void main_tls_dtor(void *unused) {
   if (!churn_all_scales(5000)) fail_now("t_tls_exit: main thread_local destructor: allocation failed");
 }
 
+#ifndef __GLIBC__
+static void main_tls_dtor_at_exit(void) { main_tls_dtor(NULL); }
+#endif
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   CHECK(ctor_ok);
@@ -536,7 +567,11 @@ int main(void) {
   }
   CHECK(atexit(atexit_first) == 0);
   CHECK(atexit(atexit_second) == 0);
-  CHECK(__cxa_thread_atexit_impl(main_tls_dtor, NULL, &__dso_handle) == 0);
+#ifdef __GLIBC__
+  CHECK(thread_atexit(main_tls_dtor, NULL) == 0);
+#else
+  CHECK(atexit(main_tls_dtor_at_exit) == 0); /* key destructors do not run for main at exit */
+#endif
 
   /* leave two threads allocating while the process exits */
   for (int i = 0; i < 2; i++) {

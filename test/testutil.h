@@ -11,6 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef __GLIBC__
+/* glibc declares them in <malloc.h>; ebb defines them everywhere. */
+int malloc_trim(size_t pad);
+void *pvalloc(size_t size);
+#endif
+
 static int test_failures;
 
 #define CHECK(cond)                                                          \
