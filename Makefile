@@ -43,7 +43,7 @@ SAN_OBJS := $(patsubst src/%.c,$(BUILD)/san/%.o,$(SRCS))
 SECURE_OBJS := $(patsubst src/%.c,$(BUILD)/secure/%.o,$(SRCS))
 HDRS    := $(wildcard src/*.h) include/ebb.h
 
-.PHONY: all test bench demo install uninstall clean
+.PHONY: all test bench demo demo-publish install uninstall clean
 all: $(BUILD)/libebb.so $(BUILD)/libebb.a $(BUILD)/libebb-secure.so $(BUILD)/libebb-secure.a
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS) | $(BUILD)/obj
@@ -162,6 +162,12 @@ bench: all
 # DEMO_ARGS go to demo/run.py (--duration 20 --only glibc,ebb ...).
 demo: all
 	@demo/run.sh $(DEMO_ARGS)
+
+# The README shows demo/results/; a run writes build/demo/, and only this
+# deliberate step replaces the tracked copy.
+demo-publish:
+	@test -f $(BUILD)/demo/results.json || { echo "no $(BUILD)/demo/results.json: run make demo first"; exit 1; }
+	mkdir -p demo/results && cp $(BUILD)/demo/* demo/results/
 
 # ---- install -------------------------------------------------------------
 # libebb.so.VERSION with the links libebb.so.0 (the soname) and libebb.so

@@ -715,7 +715,7 @@ def charts(outdir, workloads, allocs, table, runs):
     y_high = 2.0 ** math.ceil(math.log2(max(positive + [2.0])))
     rounds_text = f"medians of {runs} rounds" if runs > 1 else "one round"
     script = f"""
-set terminal png size 1400,900 font ",10" noenhanced
+set terminal pngcairo size 1400,900 font ",10" noenhanced
 set output '{outdir}/ratios.png'
 set multiplot layout 2,1 title "Peers relative to ebb (above 1: ebb is faster / smaller); {rounds_text}"
 set style data histograms
@@ -738,18 +738,31 @@ unset multiplot
         if not ts.exists():
             continue
         plots = []
+        # service does a fixed amount of work, so its runs end at different
+        # times: its x axis is the share of each run, one axis for all.
+        share = wname == "service"
+        xcol = "2"
+        if share:
+            ends = {}
+            with open(ts) as f:
+                for row in csv.DictReader(f):
+                    ends[row["allocator"]] = max(ends.get(row["allocator"], 0.0), float(row["t_s"]))
         for name, _ in allocs:
-            plots.append(f"'< grep ^{name}, {ts}' using 2:3 with lines lw 2 title '{name}'")
+            if share:
+                xcol = f"($2*100/{max(ends.get(name, 1.0), 1e-9):.6f})"
+            plots.append(f"'< grep ^{name}, {ts}' using {xcol}:3 with lines lw 2 title '{name}'")
         if wname in ("service", "thread_pool"):
-            plots.append(f"'< grep ^ebb, {ts}' using 2:4 with lines dt 2 lc rgb 'gray40' "
+            if share:
+                xcol = f"($2*100/{max(ends.get('ebb', 1.0), 1e-9):.6f})"
+            plots.append(f"'< grep ^ebb, {ts}' using {xcol}:4 with lines dt 2 lw 2 lc rgb 'gray20' "
                          f"title 'live bytes (ebb run)'")
         script += f"""
 reset
-set terminal png size 1100,600 font ",10" noenhanced
+set terminal pngcairo size 1100,600 font ",10" noenhanced
 set output '{outdir}/rss-{wname}.png'
 set datafile separator ","
 set title "{title}"
-set xlabel "seconds"
+set xlabel "{'share of the run (%): the runs do the same work in different times' if share else 'seconds'}"
 set ylabel "RSS MiB"
 set grid
 set key outside right top

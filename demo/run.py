@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs the same wrk load against ebb-demo once per allocator and writes
-demo/results/: <name>.csv (RSS every second, during the load and idle after
+build/demo/ (ignored by git; `make demo-publish` copies it to demo/results/,
+which the README shows): <name>.csv (RSS every second, during the load and idle after
 it), table.md (requests/s, latency, peak and final RSS, ratios to ebb),
 rss.png (RSS over time, one line per allocator) and run.log.
 
@@ -290,7 +291,9 @@ def main():
                    help="one /report (16-64 MiB working set) per this many requests (20000)")
     p.add_argument("--port", type=int, default=18080)
     p.add_argument("--only", help="comma-separated allocators (default: " + ",".join(DEFAULT_ORDER) + ")")
-    p.add_argument("--out", type=Path, default=DEMO / "results")
+    p.add_argument("--out", type=Path, default=ROOT / "build" / "demo",
+                   help="results folder (build/demo, ignored by git; `make demo-publish` copies "
+                        "it to demo/results/, the copy the README shows)")
     p.add_argument("--redraw", action="store_true",
                    help="rewrite table.md and rss.png from the results.json and CSVs of an earlier run")
     args = p.parse_args()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo/run.sh: build ebb-demo twice (system allocator; ebb crate as the global
 # allocator), then run the same load against every allocator (demo/run.py) and
-# write demo/results/.  Options go to run.py (--duration 60, --idle 20,
+# write build/demo/ (`make demo-publish` copies it to demo/results/, the copy
+# the README shows).  Options go to run.py (--duration 60, --idle 20,
 # --only glibc,ebb, ...: see `demo/run.py --help`).  `make demo` runs this.
 set -euo pipefail
 cd "$(dirname "$0")"
