@@ -111,6 +111,9 @@ size_t ebb_good_size(size_t size);
  *                   idle process gives memory back; 0: purging happens only
  *                   during allocator calls
  *   show_stats      1: print the statistics table to stderr at exit
+ *   show_stats_file a path: append the table printed at exit to this file
+ *                   instead (show_stats implied; "%p" becomes the process
+ *                   id), which works when the program has closed stderr
  *   stats_interval  a duration; print one line of statistics that often
  *                   (to stderr, or as a JSON line appended to stats_file)
  *   stats_file      path for the periodic JSON lines

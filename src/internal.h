@@ -830,6 +830,7 @@ typedef struct ebb_options {
   size_t memory_limit;         /* explicit limit, 0: none given */
   bool madv_free, hard_limit, background, show_stats, verbose;
   char stats_file[EBB_PATH_MAX];
+  char show_stats_file[EBB_PATH_MAX]; /* the exit table goes here ("%p": the pid) */
   char cgroup_path[EBB_PATH_MAX];
 } ebb_options_t;
 extern ebb_options_t ebb_opt; /* read plainly; written once at init or by ebb_option_set */

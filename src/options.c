@@ -29,6 +29,7 @@ ebb_options_t ebb_opt = {
     .show_stats = false,
     .verbose = false,
     .stats_file = "",
+    .show_stats_file = "",
     .cgroup_path = "",
 };
 
@@ -174,6 +175,7 @@ static const opt_desc_t opts[] = {
     OPT("show_stats", "EBB_SHOW_STATS", K_BOOL, show_stats),
     OPT("verbose", "EBB_VERBOSE", K_BOOL, verbose),
     OPT("stats_file", "EBB_STATS_FILE", K_STRING, stats_file),
+    OPT("show_stats_file", "EBB_SHOW_STATS_FILE", K_STRING, show_stats_file),
     OPT("cgroup_path", "EBB_CGROUP_PATH", K_STRING, cgroup_path),
 };
 #undef OPT
@@ -335,15 +337,15 @@ static void apply_or_warn(const char *where_prefix, const char *where, const opt
 }
 
 static void print_options(void) {
-  char line[160 + 2 * EBB_PATH_MAX];
+  char line[200 + 3 * EBB_PATH_MAX];
   int len = snprintf(line, sizeof line,
                      "ebb: options: decay_ms=%lld stats_interval=%lld memory_limit=%zu "
                      "madv_free=%d hard_limit=%d background=%d show_stats=%d verbose=%d "
-                     "stats_file=\"%s\" cgroup_path=\"%s\"\n",
+                     "stats_file=\"%s\" show_stats_file=\"%s\" cgroup_path=\"%s\"\n",
                      ebb_opt.decay_ms, ebb_opt.stats_interval_ms, ebb_opt.memory_limit,
                      (int)ebb_opt.madv_free, (int)ebb_opt.hard_limit, (int)ebb_opt.background,
                      (int)ebb_opt.show_stats, (int)ebb_opt.verbose, ebb_opt.stats_file,
-                     ebb_opt.cgroup_path);
+                     ebb_opt.show_stats_file, ebb_opt.cgroup_path);
   if (len <= 0) return;
   size_t n = (size_t)len < sizeof line ? (size_t)len : sizeof line - 1;
   line[n - 1] = '\n';
@@ -451,7 +453,7 @@ void options_init(void) {
   }
   int saved_errno = errno;
   /* A set-user-ID (or otherwise privileged) program ignores the environment:
-   * stats_file would let its caller append to any file. */
+   * stats_file or show_stats_file would let its caller append to any file. */
   if (getauxval(AT_SECURE)) {
     errno = saved_errno;
     atomic_store_explicit(&options_state, 2, memory_order_release);

@@ -170,6 +170,39 @@ void stats_periodic(uint32_t now) {
   }
 }
 
+/* The path with each "%p" replaced by the process id (a program and the
+ * programs it runs each get their own file); false if it does not fit. */
+static bool path_with_pid(const char *pattern, char *out, size_t size) {
+  char pid[24];
+  size_t pid_len = 0;
+  for (unsigned long v = (unsigned long)getpid(); v || pid_len == 0; v /= 10) pid[pid_len++] = (char)('0' + v % 10);
+  size_t n = 0;
+  for (const char *c = pattern; *c; c++) {
+    if (c[0] == '%' && c[1] == 'p') {
+      if (n + pid_len >= size) return false;
+      for (size_t i = 0; i < pid_len; i++) out[n++] = pid[pid_len - 1 - i];
+      c++;
+    } else {
+      if (n + 1 >= size) return false;
+      out[n++] = *c;
+    }
+  }
+  out[n] = 0;
+  return true;
+}
+
+/* At exit: the table to show_stats_file when it is set (appended; stderr
+ * may be closed by then: ls and other coreutils close it before exit), else
+ * to stderr with show_stats. */
 __attribute__((destructor)) static void stats_at_exit(void) {
-  if (ebb_opt.show_stats) ebb_stats_print(2);
+  if (ebb_opt.show_stats_file[0]) {
+    char path[EBB_PATH_MAX + 32];
+    if (!path_with_pid(ebb_opt.show_stats_file, path, sizeof path)) return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    ebb_stats_print(fd);
+    close(fd);
+  } else if (ebb_opt.show_stats) {
+    ebb_stats_print(2);
+  }
 }

@@ -9,7 +9,9 @@
 #    against the 0.0.4 grammar, which that lax parser does not enforce;
 #  - the table must have its class rows and a VERDICT;
 #  - EBB_SHOW_STATS=1 (and EBB_CONF=show_stats:1) print the table on stderr
-#    at exit, and nothing is printed without it.
+#    at exit, and nothing is printed without it;
+#  - EBB_SHOW_STATS_FILE puts it in a file instead ("%p": the pid), also
+#    for ls, which closes stderr before it exits.
 # Needs: cc, /usr/bin/python3 with python3-prometheus-client.
 set -u
 EBB_ROOT=${EBB_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -323,6 +325,22 @@ for how in EBB_SHOW_STATS=1 EBB_CONF=show_stats:1; do
 done
 env -u EBB_SHOW_STATS -u EBB_CONF -u EBB_STATS_INTERVAL "$tmp/prog" exit >"$tmp/exit.out" 2>"$tmp/exit.err"
 [ -s "$tmp/exit.err" ] && fail "without show_stats, something was printed at exit: $(head -c 200 "$tmp/exit.err")"
+
+# ---- show_stats_file: the exit table to a file, %p the pid, stderr closed --------------
+env -u EBB_SHOW_STATS -u EBB_CONF -u EBB_STATS_INTERVAL EBB_SHOW_STATS_FILE="$tmp/exit-table.%p" \
+  "$tmp/prog" exit >"$tmp/exit.out" 2>"$tmp/exit.err"
+table_files=("$tmp"/exit-table.[0-9]*)
+if [ ${#table_files[@]} -eq 1 ] && [ -f "${table_files[0]}" ] && grep -q '^VERDICT$' "${table_files[0]}"; then
+  echo "EBB_SHOW_STATS_FILE: the table is in ${table_files[0]##*/} ($(wc -l <"${table_files[0]}") lines)"
+else
+  fail "EBB_SHOW_STATS_FILE: no table in one file named by the pid (${table_files[*]})"
+fi
+[ -s "$tmp/exit.err" ] && fail "EBB_SHOW_STATS_FILE: something went to stderr: $(head -c 200 "$tmp/exit.err")"
+# ls closes stderr before it exits: the table still reaches the file
+env -u EBB_SHOW_STATS -u EBB_CONF EBB_SHOW_STATS_FILE="$tmp/ls-table" LD_PRELOAD="$LIB" \
+  ls / >/dev/null 2>&1
+grep -q '^VERDICT$' "$tmp/ls-table" 2>/dev/null && echo "EBB_SHOW_STATS_FILE with ls (stderr closed at exit): table written" \
+  || fail "EBB_SHOW_STATS_FILE with ls: no table in the file"
 
 if [ $failures -ne 0 ]; then
   echo "$failures failures"

@@ -59,10 +59,10 @@ if ! ${CC:-cc} -std=gnu11 -O1 -Wall -Wextra -Werror -I"$EBB_ROOT/include" "$tmp/
 fi
 
 names=(decay_ms stats_interval memory_limit madv_free hard_limit background show_stats verbose
-       stats_file cgroup_path)
+       stats_file show_stats_file cgroup_path)
 declare -A default=([decay_ms]=250 [stats_interval]=0 [memory_limit]=0 [madv_free]=0
                     [hard_limit]=0 [background]=1 [show_stats]=0 [verbose]=0 [stats_file]=0
-                    [cgroup_path]=0)
+                    [show_stats_file]=0 [cgroup_path]=0)
 
 # run DESC [VAR=value...] [-- extra probe arguments]: the probe with only
 # these variables (and PATH); sets $out, $err, $rc
@@ -180,6 +180,7 @@ EBB_BACKGROUND no background 0
 EBB_SHOW_STATS 1 show_stats 1
 EBB_VERBOSE 1 verbose 1
 EBB_STATS_FILE @tmp stats_file 1
+EBB_SHOW_STATS_FILE @tmp show_stats_file 1
 EBB_CGROUP_PATH @tmp cgroup_path 1
 EOF
 # verbose lists the options in effect
@@ -233,6 +234,7 @@ EBB_BACKGROUND nope background
 EBB_SHOW_STATS yess show_stats
 EBB_VERBOSE x verbose
 EBB_STATS_FILE @long stats_file
+EBB_SHOW_STATS_FILE @long show_stats_file
 EBB_CGROUP_PATH @long cgroup_path
 EOF
 run "empty value" EBB_DECAY_MS=
