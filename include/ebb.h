@@ -115,7 +115,8 @@ size_t ebb_good_size(size_t size);
  *                   instead (show_stats implied; "%p" becomes the process
  *                   id), which works when the program has closed stderr
  *   stats_interval  a duration; print one line of statistics that often
- *                   (to stderr, or as a JSON line appended to stats_file)
+ *                   (to stderr, or as a JSON line appended to stats_file),
+ *                   each with the process id and the time (Unix ms)
  *   stats_file      path for the periodic JSON lines
  *   verbose         1: print the options in effect and the limit found
  *   cgroup_path     where to look for the container's limit instead of

@@ -227,6 +227,10 @@ ebb_heap_t *heap_get_or_create(void) {
   /* Set the thread pointer first: pthread_setspecific may allocate. */
   ebb_tls_heap = heap;
   pthread_setspecific(heap_key, heap);
+  /* Periodic statistics were asked for: the purger prints them, and a
+   * program that frees little might never start it otherwise.  After the
+   * heap is in place: pthread_create allocates, from this heap. */
+  if (ebb_opt.stats_interval_ms > 0) purge_start_if_due();
   return heap;
 }
 

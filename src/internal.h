@@ -552,6 +552,7 @@ void os_write_all(int fd, const char *buf, size_t n); /* write(2) until done; ne
 size_t os_rss_bytes(void);                  /* the process's RSS from /proc, 0 if unknown */
 uint32_t os_clock_ms(void);                 /* a monotonic millisecond clock (wraps) */
 uint32_t os_clock_ms_coarse(void);          /* the same, to a few ms, and cheaper to read */
+uint64_t os_unix_ms(void);                  /* wall clock: ms since the Unix epoch */
 /* Has memory stamped `stamp` been free for decay_ms at `now`?  Never for a
  * negative decay; a stamp taken after `now` (freed while a pass runs) is not
  * old, it is young: the difference is signed. */

@@ -189,6 +189,13 @@ uint32_t os_clock_ms(void) {
   return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
+/* Wall-clock milliseconds since the Unix epoch (for timestamps in output). */
+uint64_t os_unix_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* The tick the kernel last counted (1-4 ms old): no TSC read. */
 uint32_t os_clock_ms_coarse(void) {
   struct timespec ts;

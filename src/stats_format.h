@@ -12,6 +12,7 @@
 #ifndef EBB_STATS_FORMAT_H
 #define EBB_STATS_FORMAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ebb.h"
@@ -27,6 +28,11 @@
  *   "ebb: live 12.3 MiB, resident 20.0 MiB, free resident 7.7 MiB,
  *    rss 30.1 MiB, fragmentation 38.5%"                      (on one line) */
 size_t stats_format_line(const ebb_stats_t *st, char *buf, size_t size);
+
+/* The start of a periodic line, saying when and whose: "ebb: pid=P
+ * unix_ms=T " (text, the summary line's words follow) or
+ * {"unix_ms":T,"pid":P, (JSON: the object's other fields follow). */
+size_t stats_format_stamp(bool json, long pid, unsigned long long unix_ms, char *buf, size_t size);
 
 /* One JSON object on one line (no newline inside, none at the end): every
  * field of ebb_stats_t under its own name, "fragmentation" (0..1, the share

@@ -190,6 +190,13 @@ static void write_line_summary(sink_t *s, const ebb_stats_t *st) {
       fmt_pct(p, fragmentation(st)));
 }
 
+size_t stats_format_stamp(bool json, long pid, unsigned long long unix_ms, char *buf, size_t size) {
+  sink_t s = sink_buffer(buf, size);
+  if (json) put(&s, "{\"unix_ms\":%llu,\"pid\":%ld,", unix_ms, pid);
+  else put(&s, "ebb: pid=%ld unix_ms=%llu ", pid, unix_ms);
+  return sink_finish(&s);
+}
+
 size_t stats_format_line(const ebb_stats_t *st, char *buf, size_t size) {
   sink_t s = sink_buffer(buf, size);
   write_line_summary(&s, st);

@@ -11,7 +11,10 @@
 #  - EBB_SHOW_STATS=1 (and EBB_CONF=show_stats:1) print the table on stderr
 #    at exit, and nothing is printed without it;
 #  - EBB_SHOW_STATS_FILE puts it in a file instead ("%p": the pid), also
-#    for ls, which closes stderr before it exits.
+#    for ls, which closes stderr before it exits;
+#  - EBB_STATS_INTERVAL prints lines with the pid and the Unix time in ms,
+#    even for a program as small as sleep; with EBB_STATS_FILE, JSON lines
+#    with "unix_ms" and "pid".
 # Needs: cc, /usr/bin/python3 with python3-prometheus-client.
 set -u
 EBB_ROOT=${EBB_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -325,6 +328,35 @@ for how in EBB_SHOW_STATS=1 EBB_CONF=show_stats:1; do
 done
 env -u EBB_SHOW_STATS -u EBB_CONF -u EBB_STATS_INTERVAL "$tmp/prog" exit >"$tmp/exit.out" 2>"$tmp/exit.err"
 [ -s "$tmp/exit.err" ] && fail "without show_stats, something was printed at exit: $(head -c 200 "$tmp/exit.err")"
+
+# ---- stats_interval: periodic lines, each with its pid and Unix time ------------------
+# (sleep allocates a few hundred bytes: the lines must come all the same)
+env -u EBB_SHOW_STATS -u EBB_CONF -u EBB_STATS_FILE EBB_STATS_INTERVAL=200ms LD_PRELOAD="$LIB" \
+  sleep 1.3 2>"$tmp/periodic.err"
+python3 - "$tmp/periodic.err" text <<'PY' || fail "EBB_STATS_INTERVAL: periodic lines wrong (above)"
+import re, sys, time
+lines = [l for l in open(sys.argv[1]) if l.startswith("ebb: ")]
+pat = re.compile(r"^ebb: pid=(\d+) unix_ms=(\d+) live [\d.]+ (B|KiB|MiB|GiB), resident ")
+m = [pat.match(l) for l in lines]
+ok = len(lines) >= 3 and all(m) and len({x.group(1) for x in m}) == 1
+ts = [int(x.group(2)) for x in m] if all(m) else []
+ok = ok and ts == sorted(ts) and abs(ts[-1] / 1000 - time.time()) < 60
+print(f"EBB_STATS_INTERVAL=200ms, sleep 1.3: {len(lines)} lines, pid and unix_ms in each" if ok else lines)
+sys.exit(0 if ok else 1)
+PY
+rm -f "$tmp/periodic.json"
+env -u EBB_SHOW_STATS -u EBB_CONF EBB_STATS_INTERVAL=200ms EBB_STATS_FILE="$tmp/periodic.json" \
+  LD_PRELOAD="$LIB" sleep 1.3 2>"$tmp/periodic.err"
+python3 - "$tmp/periodic.json" <<'PY' || fail "EBB_STATS_FILE: JSON lines wrong (above)"
+import json, sys, time
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ok = len(rows) >= 3 and all({"unix_ms", "pid", "live_bytes", "rss_bytes"} <= r.keys() for r in rows)
+ok = ok and len({r["pid"] for r in rows}) == 1 and abs(rows[-1]["unix_ms"] / 1000 - time.time()) < 60
+ok = ok and [r["unix_ms"] for r in rows] == sorted(r["unix_ms"] for r in rows)
+print(f"EBB_STATS_FILE: {len(rows)} JSON lines, each with unix_ms and pid" if ok else rows[:2])
+sys.exit(0 if ok else 1)
+PY
+[ -s "$tmp/periodic.err" ] && fail "EBB_STATS_FILE: something went to stderr: $(head -c 200 "$tmp/periodic.err")"
 
 # ---- show_stats_file: the exit table to a file, %p the pid, stderr closed --------------
 env -u EBB_SHOW_STATS -u EBB_CONF -u EBB_STATS_INTERVAL EBB_SHOW_STATS_FILE="$tmp/exit-table.%p" \
