@@ -156,7 +156,7 @@ typedef struct ebb_stats {
   size_t page_bytes;          /* in pages that hold blocks */
   size_t resident_bytes;      /* ebb's estimate of its memory backed by RAM */
   size_t free_resident_bytes; /* resident but free: decaying, or fragmentation */
-  size_t retained_bytes;      /* mapped but given back to the OS (purged) */
+  size_t retained_bytes;      /* mapped, not resident: purged, or never written */
   size_t mapped_bytes;        /* address space ebb holds */
   size_t rss_bytes;           /* the process's RSS, from the OS (0 if unknown) */
   size_t memory_limit;        /* the limit in effect, 0 if none */

@@ -286,7 +286,7 @@ static void write_prometheus(sink_t *s, const ebb_stats_t *st) {
   prom_gauge(s, "ebb_free_resident_bytes",
              "Resident but free bytes: waiting for decay, or fragmentation.",
              st->free_resident_bytes);
-  prom_gauge(s, "ebb_retained_bytes", "Bytes mapped but given back to the OS (purged).",
+  prom_gauge(s, "ebb_retained_bytes", "Bytes mapped but not resident: purged, or never written.",
              st->retained_bytes);
   prom_gauge(s, "ebb_mapped_bytes", "Address space ebb holds.", st->mapped_bytes);
   prom_gauge(s, "ebb_rss_bytes",
@@ -339,7 +339,7 @@ static void write_header(sink_t *s, const ebb_stats_t *st) {
       fmt_size(a, st->resident_bytes));
   put(s, "  %-18s %12s   freed but still resident (waiting for decay, or fragmentation)\n",
       "free resident", fmt_size(a, st->free_resident_bytes));
-  put(s, "  %-18s %12s   mapped but given back to the OS\n", "retained (purged)",
+  put(s, "  %-18s %12s   mapped, not resident: purged, or never written\n", "retained",
       fmt_size(a, st->retained_bytes));
   put(s, "  %-18s %12s   address space ebb holds\n", "mapped", fmt_size(a, st->mapped_bytes));
   put(s, "  %-18s %12s   the whole process, as the OS counts it\n", "process RSS",
@@ -356,8 +356,8 @@ static void write_header(sink_t *s, const ebb_stats_t *st) {
       st->segments, "huge blocks", st->huge_blocks);
   put(s, "  %-14s %14llu   %-14s %14llu   %-14s %14llu\n", "mmap calls", st->mmap_calls,
       "munmap calls", st->munmap_calls, "purge calls", st->purge_calls);
-  put(s, "  %-14s %14llu   %-14s %14s\n", "purge passes", st->purge_passes, "purged total",
-      fmt_size(a, st->purged_bytes));
+  put(s, "  %-14s %14llu   %-14s %14s   (given back to the OS, ever)\n", "purge passes",
+      st->purge_passes, "purged total", fmt_size(a, st->purged_bytes));
 }
 
 static void write_classes(sink_t *s, const ebb_stats_t *st) {
@@ -403,6 +403,11 @@ static const char *class_name(char out[24], const ebb_stats_t *st, unsigned i) {
  * (classes 1..: fragmentation, the program's allocation pattern), cached
  * huge mappings (class 0) and the rest (empty pages not yet purged, segment
  * headers), the last two going back to the OS by themselves with decay. */
+/* Below this much resident memory the verdict does not judge fragmentation:
+ * a small program's one partly used page per class made "83.6%
+ * fragmentation" of 1.9 MiB free in 2.3 MiB. */
+#define EBB_VERDICT_SMALL_HEAP ((size_t)4 << 20)
+
 static void write_verdict(sink_t *s, const ebb_stats_t *st) {
   char a[24], b[24], c[24], p[24], q[24];
   double frag = fragmentation(st);
@@ -455,6 +460,10 @@ static void write_verdict(sink_t *s, const ebb_stats_t *st) {
   s = &whole;
   if (st->resident_bytes == 0) {
     put(s, "ebb holds no resident memory: all of the process's RSS is the program's own.");
+  } else if (st->resident_bytes < EBB_VERDICT_SMALL_HEAP) {
+    put(s, "ebb's heap is small (%s resident, %s of it free): each size class in use keeps a "
+           "partly used page, so at this size the free share says nothing about fragmentation.",
+        fmt_size(a, st->resident_bytes), fmt_size(b, st->free_resident_bytes));
   } else if (frag < 0.25) {
     put(s, "Most of ebb's resident memory is live (%s): if RSS keeps growing, the program holds "
            "more and more objects (a leak or an unbounded cache); it is not fragmentation.",

@@ -356,6 +356,16 @@ static void test_table(void) {
   t = table();
   CHECK(has(t, "decay is off"));
 
+  /* a small heap (below 4 MiB resident) is called small, not fragmented */
+  base_snapshot();
+  st.classes[5].free_resident_bytes = (size_t)1900 << 10;
+  st.live_bytes = (size_t)400 << 10;
+  st.free_resident_bytes = (size_t)1900 << 10;
+  st.resident_bytes = st.live_bytes + st.free_resident_bytes;
+  t = table();
+  CHECK(has(t, "=> ebb's heap is small (2.2 MiB resident, 1.9 MiB of it free)"));
+  CHECK(strstr(t, "fragmentation (") == NULL && strstr(t, ": fragmentation") == NULL);
+
   /* the threshold: a quarter of ebb's resident memory free */
   base_snapshot();
   st.classes[5].free_resident_bytes = (size_t)1 << 20;

@@ -57,7 +57,7 @@ pub struct Stats {
     pub resident_bytes: usize,
     /// Resident but free: memory waiting for its decay, or fragmentation.
     pub free_resident_bytes: usize,
-    /// Mapped but given back to the OS (purged).
+    /// Mapped, not resident: purged, or never written.
     pub retained_bytes: usize,
     /// Address space ebb holds.
     pub mapped_bytes: usize,
