@@ -71,14 +71,6 @@ EBB_INLINE void *new_aligned(size_t size, size_t alignment, bool nothrow) {
   return new_failed(size, alignment, nothrow);
 }
 
-/* An aligned delete of a pointer without that alignment was given a block
- * another `new` made: reported, like any bad free. */
-EBB_INLINE void delete_aligned(void *p, size_t alignment, size_t size, const char *call) {
-  if (unlikely(((uintptr_t)p & (alignment - 1)) != 0))
-    ebb_fatal_pointer(call, p, "the pointer does not have the alignment given");
-  free_fast(p, call, size);
-}
-
 /* The declarations keep -Wmissing-prototypes quiet; nothing else sees them. */
 #define NOTHROW_T const void * /* const std::nothrow_t &: an address */
 EBB_EXPORT void *_Znwm(size_t size);
@@ -138,20 +130,20 @@ void _ZdaPvRKSt9nothrow_t(void *p, NOTHROW_T tag) {
 }
 void _ZdlPvm(void *p, size_t size) { free_fast(p, "operator delete", size); }
 void _ZdaPvm(void *p, size_t size) { free_fast(p, "operator delete[]", size); }
-void _ZdlPvSt11align_val_t(void *p, size_t alignment) { delete_aligned(p, alignment, 0, "operator delete"); }
-void _ZdaPvSt11align_val_t(void *p, size_t alignment) { delete_aligned(p, alignment, 0, "operator delete[]"); }
+void _ZdlPvSt11align_val_t(void *p, size_t alignment) { free_aligned_fast(p, alignment, "operator delete", 0); }
+void _ZdaPvSt11align_val_t(void *p, size_t alignment) { free_aligned_fast(p, alignment, "operator delete[]", 0); }
 void _ZdlPvmSt11align_val_t(void *p, size_t size, size_t alignment) {
-  delete_aligned(p, alignment, size, "operator delete");
+  free_aligned_fast(p, alignment, "operator delete", size);
 }
 void _ZdaPvmSt11align_val_t(void *p, size_t size, size_t alignment) {
-  delete_aligned(p, alignment, size, "operator delete[]");
+  free_aligned_fast(p, alignment, "operator delete[]", size);
 }
 void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t alignment, NOTHROW_T tag) {
   (void)tag;
-  delete_aligned(p, alignment, 0, "operator delete");
+  free_aligned_fast(p, alignment, "operator delete", 0);
 }
 void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t alignment, NOTHROW_T tag) {
   (void)tag;
-  delete_aligned(p, alignment, 0, "operator delete[]");
+  free_aligned_fast(p, alignment, "operator delete[]", 0);
 }
 #endif

@@ -106,4 +106,14 @@ EBB_INLINE void free_fast(void *p, const char *call, size_t checked_size) {
   free_not_owned(seg, page, p); /* already checked: another thread's page, a sparse page, or huge */
 }
 
+/* A free that names the block's alignment (C23's free_aligned_sized, C++'s
+ * aligned delete): a pointer without it was not made by that aligned
+ * allocation, and is reported. */
+EBB_INLINE void free_aligned_fast(void *p, size_t alignment, const char *call, size_t checked_size) {
+  if (unlikely(alignment == 0 || (alignment & (alignment - 1)) != 0 ||
+               ((uintptr_t)p & (alignment - 1)) != 0))
+    ebb_fatal_pointer(call, p, "the pointer does not have the alignment given");
+  free_fast(p, call, checked_size);
+}
+
 #endif

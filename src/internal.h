@@ -84,10 +84,6 @@ EBB_INLINE size_t class_size(unsigned c) {
   return ((size_t)1 << b) + (size_t)(i + 1u) * ((size_t)1 << (b - 3u));
 }
 
-/* Slices in a page of blocks of this size.  A medium page holds about 8
- * blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
- * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
- * 496 KiB free per thread and class. */
 /* The secure build leaves the last OS page of every page's run unused (a
  * guard page at a segment's end, segment.c): an OS page when pages are 16
  * KiB or less, nothing with 64 KiB pages (it would take a whole slice).  0
@@ -105,6 +101,10 @@ EBB_INLINE size_t page_guard_size(void) {
   return 0;
 #endif
 }
+/* Slices in a page of blocks of this size.  A medium page holds about 8
+ * blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
+ * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
+ * 496 KiB free per thread and class. */
 EBB_INLINE size_t page_slices_for(size_t block_size) {
   if (block_size <= EBB_SMALL_MAX) return 1;
   if (block_size <= EBB_MEDIUM_MAX) { /* 8 blocks' room holds a guard page too */

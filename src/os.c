@@ -26,7 +26,6 @@ static void count(_Atomic uint64_t *counter, uint64_t n) {
 
 uintptr_t ebb_list_secret;
 
-
 void os_init(void) {
   /* 16 random bytes the kernel gives every process; the secure build's
    * free-list key (mixed with a constant, never 0). */

@@ -60,10 +60,7 @@ EBB_EXPORT void free_sized(void *p, size_t size) {
   if (p != NULL) free_fast(p, "free_sized", size);
 }
 EBB_EXPORT void free_aligned_sized(void *p, size_t alignment, size_t size) {
-  if (p == NULL) return;
-  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || ((uintptr_t)p & (alignment - 1)) != 0)
-    ebb_fatal_pointer("free_aligned_sized", p, "the pointer does not have the alignment given");
-  free_fast(p, "free_aligned_sized", size);
+  if (p != NULL) free_aligned_fast(p, alignment, "free_aligned_sized", size);
 }
 
 #if defined(__GLIBC__)

@@ -156,35 +156,16 @@ void stats_periodic(uint32_t now) {
   ebb_stats_get(&st);
   /* Each line says when and whose: a series to plot, or to join with other
    * metrics, and several processes writing one file. */
-  char stamp[64];
-  size_t stamp_len = stats_format_stamp(ebb_opt.stats_file[0] != 0, (long)getpid(), os_unix_ms(),
-                                        stamp, sizeof stamp);
-  if (stamp_len >= sizeof stamp) return; /* cannot happen: two numbers */
-  memcpy(line, stamp, stamp_len);
-  size_t room = sizeof line - 1 - stamp_len, n;
-  if (ebb_opt.stats_file[0]) {
-    /* {"unix_ms":...,"pid":..., then the object without its brace */
-    n = stats_format_json(&st, line + stamp_len - 1, room + 1);
-    if (n > room) return; /* cannot happen: the JSON is bounded */
-    line[stamp_len - 1] = ','; /* the object's own brace, written over the stamp's comma */
-    n += stamp_len - 1;
-    line[n++] = '\n';
+  bool json = ebb_opt.stats_file[0] != 0;
+  size_t n = stats_format_periodic(&st, json, (long)getpid(), os_unix_ms(), line, sizeof line - 1);
+  if (n > sizeof line - 2) return; /* cannot happen: the text is bounded */
+  line[n++] = '\n';
+  if (json) {
     int fd = open(ebb_opt.stats_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return;
     os_write_all(fd, line, n);
     close(fd);
   } else {
-    /* "ebb: pid=... unix_ms=... " then the line without its "ebb: " */
-    static char summary[STATS_LINE_MAX];
-    size_t m = stats_format_line(&st, summary, sizeof summary);
-    if (m >= sizeof summary) m = sizeof summary - 1;
-    const char *rest = m >= 5 ? summary + 5 : summary;
-    n = stamp_len;
-    size_t rest_len = m >= 5 ? m - 5 : m;
-    if (rest_len > room) rest_len = room;
-    memcpy(line + n, rest, rest_len);
-    n += rest_len;
-    line[n++] = '\n';
     os_write_all(2, line, n);
   }
 }

@@ -24,15 +24,18 @@
 #define STATS_PROMETHEUS_MAX 65536
 #define STATS_LINE_MAX 256
 
-/* One line for periodic printing, without a trailing newline:
+/* The one-line summary (stats_format_periodic's text form, without the pid
+ * and time), without a trailing newline:
  *   "ebb: live 12.3 MiB, resident 20.0 MiB, free resident 7.7 MiB,
  *    rss 30.1 MiB, fragmentation 38.5%"                      (on one line) */
 size_t stats_format_line(const ebb_stats_t *st, char *buf, size_t size);
 
-/* The start of a periodic line, saying when and whose: "ebb: pid=P
- * unix_ms=T " (text, the summary line's words follow) or
- * {"unix_ms":T,"pid":P, (JSON: the object's other fields follow). */
-size_t stats_format_stamp(bool json, long pid, unsigned long long unix_ms, char *buf, size_t size);
+/* A periodic line, saying when and whose, without a trailing newline: the
+ * summary line as "ebb: pid=P unix_ms=T live ...", or (json) the JSON
+ * object with "unix_ms" and "pid" first.  At most STATS_JSON_MAX + 64
+ * bytes. */
+size_t stats_format_periodic(const ebb_stats_t *st, bool json, long pid, unsigned long long unix_ms,
+                             char *buf, size_t size);
 
 /* One JSON object on one line (no newline inside, none at the end): every
  * field of ebb_stats_t under its own name, "fragmentation" (0..1, the share

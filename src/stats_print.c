@@ -184,29 +184,28 @@ static bool class_in_use(const ebb_class_stats_t *c) {
 /* ---- the one-line summary ----------------------------------------------- */
 static void write_line_summary(sink_t *s, const ebb_stats_t *st) {
   char a[24], b[24], c[24], d[24], p[24];
-  put(s, "ebb: live %s, resident %s, free resident %s, rss %s, fragmentation %s",
+  put(s, "live %s, resident %s, free resident %s, rss %s, fragmentation %s",
       fmt_size(a, st->live_bytes), fmt_size(b, st->resident_bytes),
       fmt_size(c, st->free_resident_bytes), st->rss_bytes ? fmt_size(d, st->rss_bytes) : "unknown",
       fmt_pct(p, fragmentation(st)));
 }
 
-size_t stats_format_stamp(bool json, long pid, unsigned long long unix_ms, char *buf, size_t size) {
-  sink_t s = sink_buffer(buf, size);
-  if (json) put(&s, "{\"unix_ms\":%llu,\"pid\":%ld,", unix_ms, pid);
-  else put(&s, "ebb: pid=%ld unix_ms=%llu ", pid, unix_ms);
-  return sink_finish(&s);
-}
-
 size_t stats_format_line(const ebb_stats_t *st, char *buf, size_t size) {
   sink_t s = sink_buffer(buf, size);
+  put(&s, "ebb: ");
   write_line_summary(&s, st);
   return sink_finish(&s);
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
+static void write_json_fields(sink_t *s, const ebb_stats_t *st);
 static void write_json(sink_t *s, const ebb_stats_t *st) {
+  put(s, "{");
+  write_json_fields(s, st);
+}
+static void write_json_fields(sink_t *s, const ebb_stats_t *st) {
   char f[24];
-  put(s, "{\"live_bytes\":%zu,\"huge_requested_bytes\":%zu,\"page_bytes\":%zu,", st->live_bytes,
+  put(s, "\"live_bytes\":%zu,\"huge_requested_bytes\":%zu,\"page_bytes\":%zu,", st->live_bytes,
       st->huge_requested_bytes, st->page_bytes);
   put(s, "\"resident_bytes\":%zu,\"free_resident_bytes\":%zu,\"retained_bytes\":%zu,",
       st->resident_bytes, st->free_resident_bytes, st->retained_bytes);
@@ -235,6 +234,19 @@ static void write_json(sink_t *s, const ebb_stats_t *st) {
 size_t stats_format_json(const ebb_stats_t *st, char *buf, size_t size) {
   sink_t s = sink_buffer(buf, size);
   write_json(&s, st);
+  return sink_finish(&s);
+}
+
+size_t stats_format_periodic(const ebb_stats_t *st, bool json, long pid, unsigned long long unix_ms,
+                             char *buf, size_t size) {
+  sink_t s = sink_buffer(buf, size);
+  if (json) {
+    put(&s, "{\"unix_ms\":%llu,\"pid\":%ld,", unix_ms, pid);
+    write_json_fields(&s, st);
+  } else {
+    put(&s, "ebb: pid=%ld unix_ms=%llu ", pid, unix_ms);
+    write_line_summary(&s, st);
+  }
   return sink_finish(&s);
 }
 
@@ -398,16 +410,16 @@ static const char *class_name(char out[24], const ebb_stats_t *st, unsigned i) {
   return fmt_block_size(out, i == 0 ? 0 : st->classes[i].block_size);
 }
 
-/* The verdict.  Free resident memory is split three ways, because the
- * remedies differ: free blocks inside pages that still hold live blocks
- * (classes 1..: fragmentation, the program's allocation pattern), cached
- * huge mappings (class 0) and the rest (empty pages not yet purged, segment
- * headers), the last two going back to the OS by themselves with decay. */
 /* Below this much resident memory the verdict does not judge fragmentation:
  * a small program's one partly used page per class made "83.6%
  * fragmentation" of 1.9 MiB free in 2.3 MiB. */
 #define EBB_VERDICT_SMALL_HEAP ((size_t)4 << 20)
 
+/* The verdict.  Free resident memory is split three ways, because the
+ * remedies differ: free blocks inside pages that still hold live blocks
+ * (classes 1..: fragmentation, the program's allocation pattern), cached
+ * huge mappings (class 0) and the rest (empty pages not yet purged, segment
+ * headers), the last two going back to the OS by themselves with decay. */
 static void write_verdict(sink_t *s, const ebb_stats_t *st) {
   char a[24], b[24], c[24], p[24], q[24];
   double frag = fragmentation(st);
