@@ -145,7 +145,16 @@ $(BUILD)/test-tools/cxx_ops-linked: test/cxx_ops.cc $(BUILD)/libebb.so | $(BUILD
 $(BUILD)/test-tools/cxx_ops-static: test/cxx_ops.cc $(BUILD)/libebb.a | $(BUILD)/test-tools
 	$(CXX) $(CXX_TEST_FLAGS) -rdynamic $< -o $@ $(BUILD)/libebb.a -ldl
 
-test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test-tools/stress $(if $(HAVE_CXX),$(CXX_TOOLS))
+# The heap profiler's test program (test/t_prof.sh): preloaded, and linked
+# with libebb.a (ebb's frames must be dropped from the stacks either way).
+# -rdynamic: its functions get names in the collapsed stacks (dladdr).
+PROF_TOOLS := $(BUILD)/test-tools/prof_sites $(BUILD)/test-tools/prof_sites-static
+$(BUILD)/test-tools/prof_sites: test/prof_sites.c | $(BUILD)/test-tools
+	$(CC) -std=gnu11 -O1 -g -rdynamic $(WARN) $< -o $@ -ldl
+$(BUILD)/test-tools/prof_sites-static: test/prof_sites.c $(BUILD)/libebb.a | $(BUILD)/test-tools
+	$(CC) -std=gnu11 -O1 -g -rdynamic $(WARN) $< -o $@ $(BUILD)/libebb.a -pthread -ldl
+
+test-bins: all $(TEST_BINS) $(BUILD)/bench/misuse $(BUILD)/test-tools/stress $(PROF_TOOLS) $(if $(HAVE_CXX),$(CXX_TOOLS))
 
 test: test-bins
 	@test/run.sh

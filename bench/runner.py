@@ -67,14 +67,22 @@ def find_system_lib(soname):
     return None
 
 
+class LibWithEnv(type(Path())):
+    """A preload path with environment variables of its own (NAME=PATH:VAR=VALUE)."""
+    env = None
+
+
 def discover_allocators(wanted):
     """[(name, preload path or None)], and the names that are missing."""
     allocs, missing = [], []
     ebb = ROOT / "build" / "libebb.so"
     for name in wanted:
-        if "=" in name:  # NAME=PATH: any preloadable library, e.g. an older ebb build
+        if "=" in name:  # NAME=PATH[:VAR=VALUE...]: any preloadable library, e.g. an older ebb build
             name, path = name.split("=", 1)
-            allocs.append((name, Path(path).resolve()))
+            path, *settings = path.split(":")
+            lib = LibWithEnv(Path(path).resolve())
+            lib.env = dict(kv.split("=", 1) for kv in settings if "=" in kv)
+            allocs.append((name, lib))
         elif name == "ebb":
             allocs.append(("ebb", ebb))
         elif name == "glibc":
@@ -93,6 +101,7 @@ def preload_env(lib, extra=None):
     env.pop("LD_PRELOAD", None)
     if lib is not None:
         env["LD_PRELOAD"] = str(lib)
+        env.update(getattr(lib, "env", None) or {})
     if extra:
         env.update(extra)
     return env
@@ -777,7 +786,9 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="rounds (default 3; 1 with --quick)")
     ap.add_argument("--only", default="", help="comma-separated workload name regexes")
     ap.add_argument("--allocators", default=DEFAULT_ALLOCATORS,
-                    help="comma-separated; NAME=PATH adds any preloadable library (e.g. ebb-base=/tmp/old/libebb.so)")
+                    help="comma-separated; NAME=PATH adds any preloadable library (e.g. ebb-base=/tmp/old/libebb.so),\n"
+                         "NAME=PATH:VAR=VALUE:... with environment variables of its own\n"
+                         "(e.g. prof=build/libebb.so:EBB_PROF=1)")
     ap.add_argument("--extra", default="",
                     help="NAME=PATH allocators (space- or comma-separated) appended to --allocators,\n"
                          "e.g. --extra 'mimalloc3=/opt/mi/libmimalloc.so sn=/opt/sn/libsnmallocshim.so'")
@@ -805,7 +816,7 @@ def main():
             continue
         if "=" not in x or not x.split("=", 1)[0] or not x.split("=", 1)[1]:
             raise SystemExit(f"bench: --extra wants NAME=PATH, not {x!r}")
-        if not Path(x.split("=", 1)[1]).exists():
+        if not Path(x.split("=", 1)[1].split(":")[0]).exists():
             raise SystemExit(f"bench: --extra {x}: no such file")
         wanted.append(x)
     names = [a.split("=", 1)[0] for a in wanted]

@@ -121,6 +121,17 @@ size_t ebb_good_size(size_t size);
  *   verbose         1: print the options in effect and the limit found
  *   cgroup_path     where to look for the container's limit instead of
  *                   /sys/fs/cgroup: a cgroup directory or a limit file (tests)
+ *   prof            1: sample allocations from the start (the heap
+ *                   profiler; see ebb_prof_start)
+ *   prof_rate       mean bytes allocated between samples (default 512K)
+ *   prof_file       where the heap profile is written at exit (with prof,
+ *                   or whenever prof_file is set) and by
+ *                   prof_interval ("%p": the process id; default
+ *                   "ebb.%p.heap"), beside it the same as collapsed stacks
+ *                   (path + ".collapsed")
+ *   prof_interval   a duration: also write the profile that often, to
+ *                   prof_file + ".0000", ".0001", ... (compare two with
+ *                   google-pprof --base)
  */
 
 /* The option's value (sizes in bytes, durations in milliseconds, booleans
@@ -194,6 +205,39 @@ size_t ebb_stats_prometheus(char *buf, size_t size);
  * threads' foreign caches (at most 132 KiB of blocks each) stay: only
  * their owners may empty them. */
 void ebb_collect(bool force);
+
+/* ---- heap profiling -------------------------------------------------------
+ * Which call sites hold the memory.  While on, one allocation is sampled
+ * per `rate` bytes allocated on average (a Poisson process over the bytes,
+ * so an allocation of s bytes is sampled with probability 1 - exp(-s/rate)),
+ * its stack recorded (glibc: the DWARF unwinder, which needs no frame
+ * pointers; musl: frame pointers), and each sample stands for the
+ * allocations it represents.  Off (the default) it costs nothing; on at the
+ * default rate, a few percent (README: "Heap profiling").  EBB_PROF=1
+ * starts it with the process. */
+
+/* Start sampling, one sample per `rate` bytes on average (0: 512 KiB).
+ * Threads that are running pick it up at their next slow-path allocation
+ * of each size class.  Returns 0. */
+int ebb_prof_start(size_t rate);
+
+/* Stop sampling new allocations; blocks sampled so far stay in the profile
+ * until they are freed. */
+void ebb_prof_stop(void);
+
+/* The sampling rate in bytes, 0 while off. */
+size_t ebb_prof_rate(void);
+
+/* Write the live sampled heap, by call site, in the gperftools heap-profile
+ * text format (read by `google-pprof --text PROGRAM PATH`, `--svg`, and
+ * `--base OLD` for growth), with estimated bytes and blocks live and
+ * allocated in all.  path NULL: prof_file.  Returns 0, or -1 with errno. */
+int ebb_prof_dump(const char *path);
+
+/* The same as collapsed stacks ("outer;...;inner live_bytes" per line),
+ * for flame graph tools; functions the program does not export are shown
+ * as object+offset.  Returns 0, or -1 with errno. */
+int ebb_prof_dump_collapsed(const char *path);
 
 #ifdef __cplusplus
 }

@@ -111,16 +111,18 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
  * come from the shared heaps instead, whose blocks any thread frees. */
 EBB_INLINE bool thread_exited(void) { return unlikely(ebb_heap_exited); }
 
-void *alloc_generic(size_t size, bool zero) {
+EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
   if (size > EBB_LARGE_MAX) {
     if (size > EBB_MAX_REQUEST) {
       errno = ENOMEM;
       return NULL;
     }
     ebb_init();
+    if (sample_due(size)) return sample_alloc(size, 0, 0, zero);
     return huge_alloc(size, 0, zero);
   }
   unsigned cls = size_class_of(size);
+  if (sample_due(size)) return sample_alloc(size, cls, 0, zero);
   if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
@@ -148,7 +150,7 @@ void *alloc_generic(size_t size, bool zero) {
 /* `alignment` is a power of two.  Up to 64 KiB it is met by a size class
  * whose size is a multiple of it (pages start on 64 KiB boundaries); beyond,
  * by a huge mapping. */
-void *alloc_aligned(size_t alignment, size_t size, bool zero) {
+EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
   if (alignment <= 8) return alloc_generic(size, zero);
   if (size > EBB_MAX_REQUEST) {
     errno = ENOMEM;
@@ -159,6 +161,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     if (want <= EBB_LARGE_MAX) {
       unsigned cls = size_class_of(want);
       while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
+      if (sample_due(size)) return sample_alloc(size, cls, 0, zero);
       if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
@@ -166,6 +169,7 @@ void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     }
   }
   ebb_init();
+  if (sample_due(size)) return sample_alloc(size, 0, alignment, zero);
   return huge_alloc(size, alignment, zero);
 }
 
@@ -463,6 +467,7 @@ static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
 static EBB_NOINLINE void free_marked_owner(ebb_segment_t *seg, ebb_page_t *page, void *p,
                                            uintptr_t owner) {
   if (owner == EBB_OWNER_SHARED) free_shared(page, p);
+  else if (owner == EBB_OWNER_SAMPLED) sample_free(page, p);
   else if (owner == (ebb_thread_id() | EBB_OWNER_DETACHED)) free_detached_own(seg, page, p);
   else free_remote(seg, page, p);
 }
@@ -480,6 +485,7 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
     return;
   }
   if (unlikely(seg->kind == EBB_SEGMENT_HUGE)) {
+    if (unlikely(atomic_load_explicit(&ebb_sample_huge_live, memory_order_relaxed) != 0)) sample_forget_huge(p);
     huge_free(seg, page);
     return;
   }
@@ -621,7 +627,7 @@ size_t usable_size_checked(const void *p, const char *call) {
 }
 
 /* ---- realloc --------------------------------------------------------------- */
-void *realloc_generic(void *p, size_t size, size_t alignment, const char *call) {
+EBB_API_TEXT void *realloc_generic(void *p, size_t size, size_t alignment, const char *call) {
   if (p == NULL) return alignment ? alloc_aligned(alignment, size, false) : alloc_generic(size, false);
   size_t usable = usable_size_checked(p, call); /* checks p */
   if (size == 0 && alignment == 0) {            /* glibc frees and returns NULL */
@@ -639,7 +645,11 @@ void *realloc_generic(void *p, size_t size, size_t alignment, const char *call) 
     ebb_segment_t *seg = segment_of(p);
     if (seg->kind == EBB_SEGMENT_HUGE) {
       void *q = huge_realloc(seg, &seg->pages[0], size);
-      if (q != NULL) return q;
+      if (q != NULL) {
+        if (unlikely(atomic_load_explicit(&ebb_sample_huge_live, memory_order_relaxed) != 0))
+          sample_moved_huge(p, q, size);
+        return q;
+      }
       if (size <= usable) return p;
       /* mremap refused (the mapping may span two kernel areas once cached
        * neighbours were merged): copy, as for any other block. */

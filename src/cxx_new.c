@@ -43,7 +43,7 @@ extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
 /* A `new` that found no memory: call the new_handler and try again while
  * there is one; then null (nothrow) or std::bad_alloc. */
-static EBB_COLD __attribute__((noinline)) void *new_failed(size_t size, size_t alignment,
+static EBB_COLD EBB_API_TEXT __attribute__((noinline)) void *new_failed(size_t size, size_t alignment,
                                                           bool nothrow) {
   for (;;) {
     cxx_new_handler_t handler = _ZSt15get_new_handlerv ? _ZSt15get_new_handlerv() : NULL;

@@ -78,6 +78,25 @@ EBB_NOINLINE ebb_heap_t *shared_heap_create_locked(unsigned slot) {
   return heap;
 }
 
+/* The sampled heap (sample.c): a shared heap of its own, whose pages carry
+ * EBB_OWNER_SAMPLED.  Its lock guards the sampler's tables too; it is
+ * taken only for a sampled allocation or the free of a sampled block. */
+ebb_lock_t ebb_sampled_lock;
+static ebb_heap_t *sampled_heap;
+
+ebb_heap_t *sampled_heap_get_locked(void) {
+  if (sampled_heap != NULL) return sampled_heap;
+  bool fresh;
+  ebb_heap_t *heap = heap_new(&fresh);
+  if (heap == NULL) return NULL;
+  heap_reset(heap, fresh, true);
+  heap->is_shared = true;
+  heap->shared_slot = EBB_SHARED_HEAPS; /* none: it never takes a slot's lock */
+  heap->thread_id = EBB_OWNER_SAMPLED;  /* its pages' owner_thread */
+  sampled_heap = heap;
+  return heap;
+}
+
 ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait) {
   if (atomic_load_explicit(&ebb_shared[slot].heap, memory_order_acquire) == NULL) return NULL;
   if (wait) {
@@ -123,6 +142,7 @@ static void prefork(void) {
   }
   if (have_stdio_list_lock()) _IO_list_lock();
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_acquire(&ebb_shared[i].lock);
+  lock_acquire(&ebb_sampled_lock);
   purge_prefork();
   lock_acquire(&heap_pool_lock);
   segment_locks_prefork();
@@ -135,6 +155,7 @@ static void postfork_parent(void) {
   segment_locks_postfork(false);
   lock_release(&heap_pool_lock);
   purge_postfork(false);
+  lock_release(&ebb_sampled_lock);
   for (unsigned i = EBB_SHARED_HEAPS; i-- > 0;) lock_release(&ebb_shared[i].lock);
   /* fork dropped its own hold (if it took one) before this handler */
   if (have_stdio_list_lock()) _IO_list_unlock();
@@ -143,6 +164,7 @@ static void postfork_child(void) {
   segment_locks_postfork(true);
   lock_reset(&heap_pool_lock);
   purge_postfork(true);
+  lock_reset(&ebb_sampled_lock);
   for (unsigned i = 0; i < EBB_SHARED_HEAPS; i++) lock_reset(&ebb_shared[i].lock);
   ebb_shared_held = 0;
   ebb_locks_held = 0;
@@ -163,6 +185,7 @@ void ebb_init(void) {
     os_init();
     options_init();
     purge_init();
+    prof_init();
     pthread_key_create(&heap_key, heap_thread_exit);
     pthread_atfork(prefork, postfork_parent, postfork_child);
     atomic_store_explicit(&init_state, 2, memory_order_release);
@@ -230,7 +253,7 @@ ebb_heap_t *heap_get_or_create(void) {
   /* Periodic statistics were asked for: the purger prints them, and a
    * program that frees little might never start it otherwise.  After the
    * heap is in place: pthread_create allocates, from this heap. */
-  if (ebb_opt.stats_interval_ms > 0) purge_start_if_due();
+  if (ebb_opt.stats_interval_ms > 0 || ebb_opt.prof_interval_ms > 0) purge_start_if_due();
   return heap;
 }
 

@@ -28,7 +28,13 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define EBB_NOINLINE __attribute__((noinline))
 #define EBB_INLINE static inline __attribute__((always_inline))
-#define EBB_EXPORT __attribute__((visibility("default")))
+/* Every exported function, and each internal one a sampled allocation
+ * passes through (EBB_API_TEXT), sits in one section: the sampler drops
+ * the frames there from the stacks it records (sample.c), so a profile
+ * starts at the program's call, whether ebb is a shared library or linked
+ * into the program. */
+#define EBB_API_TEXT __attribute__((section("ebb_api_text")))
+#define EBB_EXPORT __attribute__((visibility("default"))) EBB_API_TEXT
 #define EBB_COLD __attribute__((cold))
 #else
 #error "ebb needs gcc or clang"
@@ -220,6 +226,9 @@ enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
  * and 2 is no thread's id. */
 #define EBB_OWNER_DETACHED ((uintptr_t)1)
 #define EBB_OWNER_SHARED ((uintptr_t)2)
+/* The sampled heap's pages (sample.c): marked like a shared heap's, so the
+ * free path's one test sends them aside, and told apart there. */
+#define EBB_OWNER_SAMPLED ((uintptr_t)6)
 
 /* A lock for the allocator's own structures (sync.c): 0 free, 1 held, 2
  * held and a waiter may sleep on it (a futex word). */
@@ -796,6 +805,11 @@ EBB_INLINE void shared_heap_unlock(ebb_heap_t *heap) {
 /* The shared heap locked if it exists (and, without wait, if its lock is
  * free), else NULL. */
 ebb_heap_t *shared_heap_lock_existing(unsigned slot, bool wait);
+/* The sampled heap (sample.c), made on first use; the caller holds
+ * ebb_sampled_lock, which guards it and the sampler's tables.  NULL if no
+ * memory. */
+extern ebb_lock_t ebb_sampled_lock;
+ebb_heap_t *sampled_heap_get_locked(void);
 void ebb_init(void);
 
 /* ---- alloc.c: the slow paths behind fastpath.h --------------------------- */
@@ -823,6 +837,41 @@ void free_not_owned(struct ebb_segment *seg, ebb_page_t *page, void *p);
 void *realloc_generic(void *p, size_t size, size_t alignment, const char *call);
 size_t usable_size_checked(const void *p, const char *call);
 
+/* ---- sample.c: sampled allocations (the heap profiler's input) -------------
+ * Off (rate 0), nothing here runs: alloc_generic reads one global.  On, each
+ * thread counts down the bytes it allocates; the allocation that crosses zero
+ * is sampled (its stack recorded, its block taken from the sampled heap,
+ * whose pages' owner mark sends their frees to sample_free) and a new
+ * distance is drawn, exponential with mean `rate`: a Poisson process over the
+ * bytes allocated, so an allocation of s bytes is sampled with probability
+ * 1 - exp(-s/rate) whatever the sizes around it.  While the rate is not 0,
+ * heap_direct_refresh points the fast path's table at the empty page, so
+ * every allocation comes through alloc_generic and is counted. */
+extern _Atomic size_t ebb_sample_rate;        /* bytes; 0: off */
+extern __thread int64_t ebb_sample_left;      /* bytes to the next sample */
+extern _Atomic size_t ebb_sample_huge_live;   /* sampled huge blocks not yet freed */
+bool sample_expired(void);                    /* the countdown passed zero: sample this one? */
+EBB_INLINE bool sample_due(size_t size) {
+  if (likely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) == 0)) return false;
+  ebb_sample_left -= (int64_t)(size < ((size_t)1 << 62) ? size : ((size_t)1 << 62));
+  return unlikely(ebb_sample_left < 0) && sample_expired();
+}
+/* The sampled block: cls 0 for a huge one (with `alignment`, 0: none). */
+void *sample_alloc(size_t size, unsigned cls, size_t alignment, bool zero);
+void sample_free(ebb_page_t *page, void *p);         /* a block of the sampled heap */
+void sample_forget_huge(const void *p);              /* a huge block freed: sampled? */
+void sample_moved_huge(const void *old, void *now, size_t size); /* mremap moved it */
+/* One call site's sampled allocations, scaled to estimates of all of them. */
+typedef struct {
+  const uintptr_t *frames; /* return addresses, the allocating call first */
+  uint32_t depth;
+  double live_count, live_bytes, alloc_count, alloc_bytes;
+} ebb_sample_site_t;
+/* The sites with live or allocated estimates, copied under the lock into
+ * memory from os_map (*out; os_unmap(*out, *map_size) when done); 0 if none
+ * or no memory.  Frames stay valid for the process's life. */
+size_t sample_sites(ebb_sample_site_t **out, size_t *map_size);
+
 /* ---- options.c: EBB_* environment variables and ebb_option_get/set -------- */
 #define EBB_PATH_MAX 256
 typedef struct ebb_options {
@@ -833,9 +882,22 @@ typedef struct ebb_options {
   char stats_file[EBB_PATH_MAX];
   char show_stats_file[EBB_PATH_MAX]; /* the exit table goes here ("%p": the pid) */
   char cgroup_path[EBB_PATH_MAX];
+  bool prof;                   /* sample allocations from the start */
+  size_t prof_rate;            /* mean bytes between samples */
+  long long prof_interval_ms;  /* dump every so often (0: at exit only) */
+  char prof_file[EBB_PATH_MAX]; /* where dumps go ("%p": the pid) */
 } ebb_options_t;
 extern ebb_options_t ebb_opt; /* read plainly; written once at init or by ebb_option_set */
 void options_init(void);      /* once, from ebb_init: read the environment */
+
+/* ---- prof.c: the heap profiler's outputs (pprof, collapsed stacks) -------- */
+void prof_init(void);                    /* from ebb_init: EBB_PROF starts sampling */
+void prof_options_changed(void);         /* ebb_option_set changed a prof option */
+void prof_periodic(uint32_t now);        /* prof_interval dumps, from the purger */
+void prof_at_exit(void);                 /* the exit dump to prof_file */
+/* The top `n` call sites by live bytes, one line each, for the verdict;
+ * the number written. */
+size_t prof_top_sites(char *buf, size_t size, unsigned n);
 
 /* ---- cgroup.c: the container's memory limit ------------------------------ */
 /* The memory limit of the cgroup this process is in (the smallest along its

@@ -31,6 +31,10 @@ ebb_options_t ebb_opt = {
     .stats_file = "",
     .show_stats_file = "",
     .cgroup_path = "",
+    .prof = false,
+    .prof_rate = 0,
+    .prof_interval_ms = 0,
+    .prof_file = "",
 };
 
 /* ---- parsers -------------------------------------------------------------- */
@@ -177,6 +181,10 @@ static const opt_desc_t opts[] = {
     OPT("stats_file", "EBB_STATS_FILE", K_STRING, stats_file),
     OPT("show_stats_file", "EBB_SHOW_STATS_FILE", K_STRING, show_stats_file),
     OPT("cgroup_path", "EBB_CGROUP_PATH", K_STRING, cgroup_path),
+    OPT("prof", "EBB_PROF", K_BOOL, prof),
+    OPT("prof_rate", "EBB_PROF_RATE", K_SIZE, prof_rate),
+    OPT("prof_interval", "EBB_PROF_INTERVAL", K_DURATION, prof_interval_ms),
+    OPT("prof_file", "EBB_PROF_FILE", K_STRING, prof_file),
 };
 #undef OPT
 #define OPT_COUNT (sizeof opts / sizeof opts[0])
@@ -337,15 +345,17 @@ static void apply_or_warn(const char *where_prefix, const char *where, const opt
 }
 
 static void print_options(void) {
-  char line[200 + 3 * EBB_PATH_MAX];
+  char line[300 + 4 * EBB_PATH_MAX];
   int len = snprintf(line, sizeof line,
                      "ebb: options: decay_ms=%lld stats_interval=%lld memory_limit=%zu "
                      "madv_free=%d hard_limit=%d background=%d show_stats=%d verbose=%d "
-                     "stats_file=\"%s\" show_stats_file=\"%s\" cgroup_path=\"%s\"\n",
+                     "stats_file=\"%s\" show_stats_file=\"%s\" cgroup_path=\"%s\" "
+                     "prof=%d prof_rate=%zu prof_interval=%lld prof_file=\"%s\"\n",
                      ebb_opt.decay_ms, ebb_opt.stats_interval_ms, ebb_opt.memory_limit,
                      (int)ebb_opt.madv_free, (int)ebb_opt.hard_limit, (int)ebb_opt.background,
                      (int)ebb_opt.show_stats, (int)ebb_opt.verbose, ebb_opt.stats_file,
-                     ebb_opt.show_stats_file, ebb_opt.cgroup_path);
+                     ebb_opt.show_stats_file, ebb_opt.cgroup_path, (int)ebb_opt.prof,
+                     ebb_opt.prof_rate, ebb_opt.prof_interval_ms, ebb_opt.prof_file);
   if (len <= 0) return;
   size_t n = (size_t)len < sizeof line ? (size_t)len : sizeof line - 1;
   line[n - 1] = '\n';
@@ -493,5 +503,6 @@ EBB_EXPORT int ebb_option_set(const char *name, const char *value) {
   opt_value_t v;
   if (!opt_parse(o, value, strlen(value), &v)) return EINVAL;
   opt_store(o, &v);
+  if (strncmp(o->name, "prof", 4) == 0) prof_options_changed(); /* takes effect now */
   return 0;
 }

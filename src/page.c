@@ -267,6 +267,8 @@ void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *first = heap->queues[cls].first;
   ebb_page_t *target = first ? first : &ebb_empty_page;
   if ((heap->foreign_active >> cls) & 1) target = &heap->foreign[cls];
+  /* Sampling on: every allocation through alloc_generic, which counts it. */
+  if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) target = &ebb_empty_page;
   size_t lo = cls == 1 ? 0 : class_size(cls - 1) + 1;
   /* A class spans 8 to 128 sizes, so this runs on every slow path that
    * switches pages: four stores a turn (paired into vector stores) instead

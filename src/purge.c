@@ -539,13 +539,16 @@ static long long tick_ms(long long decay_ms) {
   if (tick > 1000) tick = 1000;
   long long interval = ebb_opt.stats_interval_ms;
   if (interval > 0 && interval < tick) tick = interval;
+  interval = ebb_opt.prof_interval_ms;
+  if (interval > 0 && interval < tick) tick = interval;
   return tick;
 }
 
 /* Does time alone give the purger something to do (purging on a decay,
  * watching a limit, printing stats)? */
 static bool timed_work(void) {
-  return ebb_opt.decay_ms >= 0 || purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0;
+  return ebb_opt.decay_ms >= 0 || purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0 ||
+         ebb_opt.prof_interval_ms > 0;
 }
 
 /* The container's limit can change at run time (and so can cgroup_path):
@@ -577,7 +580,7 @@ static void *purger_main(void *arg) {
     size_t left = run_pass(now);
     stats_periodic(now);
     long long tick = tick_ms(ebb_opt.decay_ms);
-    bool watch = purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0;
+    bool watch = purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0 || ebb_opt.prof_interval_ms > 0;
     if (left == 0 && !watch) {
       /* Idle: say so, then look once more (a free that did not see the
        * flag was published before this look), then sleep until woken, or
@@ -641,7 +644,8 @@ void purge_notify(void) {
       atomic_store(&ebb_purge_inline, true);
     } else if (timed_work() &&
                (atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed) >= PURGER_START_MAPPED ||
-                ebb_opt.stats_interval_ms > 0 || purge_memory_limit() != 0)) {
+                ebb_opt.stats_interval_ms > 0 || ebb_opt.prof_interval_ms > 0 ||
+                purge_memory_limit() != 0)) {
       purger_start();
       return;
     } else {

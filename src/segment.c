@@ -375,7 +375,11 @@ static ebb_page_t *medium_page_alloc(size_t slices, bool one_block) {
  * from the segments' tops and medium ones from their bottoms got 5.1, as
  * the medium pages' spans reached the top. */
 ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, bool one_block) {
-  if (heap->is_shared) return medium_page_alloc(slices, one_block);
+  if (heap->is_shared) {
+    ebb_page_t *page = medium_page_alloc(slices, one_block);
+    if (page != NULL) page->owner_thread = heap->thread_id; /* the sampled heap's mark */
+    return page;
+  }
   return page_alloc_in(heap, slices, true);
 }
 

@@ -142,6 +142,7 @@ static bool periodic_started;
 
 /* Called by the purger (or an inline pass) every tick. */
 void stats_periodic(uint32_t now) {
+  prof_periodic(now); /* the heap profile's interval dumps ride on the same tick */
   long long interval = ebb_opt.stats_interval_ms;
   if (interval <= 0) return;
   if (!periodic_started) {

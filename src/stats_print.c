@@ -464,6 +464,15 @@ static void write_verdict(sink_t *s, const ebb_stats_t *st) {
           top[k] == 0 ? "  (cached mappings)" : "");
   }
 
+  /* With the heap profiler on: who holds it. */
+  if (ebb_prof_rate() != 0) {
+    char sites[1024];
+    if (prof_top_sites(sites, sizeof sites, 3) > 0) {
+      put(s, "  call sites holding the most live memory (heap profile estimates; ebb_prof_dump for all):\n");
+      put(s, "%s", sites);
+    }
+  }
+
   /* The sentence, composed in a buffer and then wrapped. */
   long long decay = ebb_opt.decay_ms;
   char text[1024];

@@ -13,6 +13,9 @@
 //!                                        with ebb, malloc_trim(0) otherwise (diagnostics)
 //!   GET  /metrics                        ebb's Prometheus text (with `--features ebb`),
 //!                                        otherwise the process's RSS
+//!   GET  /debug/pprof/heap               ebb's heap profile (with `--features ebb` and
+//!                                        EBB_PROF=1, or after ?start=1): the live heap by
+//!                                        call site, for `google-pprof --text DEMO FILE`
 //!
 //! Memory shape: the cache is shared by every worker thread and bounded by a
 //! byte budget. Records inserted by one request are evicted or expired by
@@ -505,6 +508,32 @@ fn metrics(state: &State) -> Response<Body> {
     respond(StatusCode::OK, "text/plain; version=0.0.4", out)
 }
 
+/// The heap profile, written by ebb to a file and returned as the body
+/// (`?start=1` turns sampling on first, `?stop=1` off after).
+#[cfg(feature = "ebb")]
+fn heap_profile(start: bool, stop: bool) -> Response<Body> {
+    if start && ebb::prof::rate().is_none() {
+        if let Err(e) = ebb::prof::start(0) {
+            return respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e}\n"));
+        }
+    }
+    let path = std::env::temp_dir().join(format!("ebb-demo-{}-{}.heap", std::process::id(), now_ms()));
+    let result = ebb::prof::dump(&path).and_then(|_| std::fs::read(&path));
+    let _ = std::fs::remove_file(&path);
+    if stop {
+        ebb::prof::stop();
+    }
+    match result {
+        Ok(body) => respond(StatusCode::OK, "text/plain", body),
+        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{e}\n")),
+    }
+}
+
+#[cfg(not(feature = "ebb"))]
+fn heap_profile(_start: bool, _stop: bool) -> Response<Body> {
+    respond(StatusCode::NOT_FOUND, "text/plain", "heap profiles need --features ebb\n")
+}
+
 #[cfg(not(feature = "ebb"))]
 extern "C" {
     // glibc's; the preloaded allocators export their own or none (then glibc's
@@ -543,6 +572,9 @@ async fn handle(req: Request<Body>, state: Arc<State>) -> Result<Response<Body>,
         (&Method::GET, "/report") => report(number("mb", 32, 4096), seq, &state).await,
         (&Method::GET, "/stats") => stats(&state),
         (&Method::GET, "/metrics") => metrics(&state),
+        (&Method::GET, "/debug/pprof/heap") => {
+            heap_profile(query_param(&req, "start").is_some(), query_param(&req, "stop").is_some())
+        }
         (&Method::POST, "/collect") => collect(),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     };

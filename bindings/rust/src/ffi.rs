@@ -28,6 +28,12 @@ extern "C" {
     pub fn ebb_stats_prometheus(buf: *mut c_char, size: usize) -> usize;
     pub fn ebb_collect(force: bool);
 
+    pub fn ebb_prof_start(rate: usize) -> c_int;
+    pub fn ebb_prof_stop();
+    pub fn ebb_prof_rate() -> usize;
+    pub fn ebb_prof_dump(path: *const c_char) -> c_int;
+    pub fn ebb_prof_dump_collapsed(path: *const c_char) -> c_int;
+
     /// The calling thread's `errno` (glibc and musl both name it so).
     /// `ebb_option_get`'s -1 is ambiguous without it: -1 is also a valid
     /// value (`decay_ms` = -1, "never").

@@ -35,6 +35,7 @@ use std::os::raw::c_void;
 
 mod ffi;
 mod options;
+pub mod prof;
 mod stats;
 
 pub use options::{option_get, option_set, Error};
