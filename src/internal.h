@@ -140,6 +140,9 @@ EBB_INLINE bool class_is_shared(unsigned cls) {
 #define EBB_FOREIGN_CLASSES 34u /* classes 1..33; class_size(33) == 1 KiB, checked in unit_internal */
 /* What one class's foreign cache holds at most (at least 2 blocks). */
 #define EBB_FOREIGN_CLASS_BYTES 4096u
+/* While sampling (alloc.c, alloc_small_sampled), a class's foreign cache
+ * also holds grants of up to this much. */
+#define EBB_SAMPLE_GRANT_BYTES (64u << 10)
 
 /* ---- blocks, pages, segments, heaps ------------------------------------- */
 typedef struct ebb_block { struct ebb_block *next; } ebb_block_t;
@@ -307,6 +310,14 @@ typedef struct ebb_heap {
    * straight back, until its slow path serves the class). */
   uint64_t foreign_overflowed, foreign_bypass;
   ebb_page_t foreign[EBB_FOREIGN_CLASSES];
+  /* Sampling on (sample.c): bytes to the next sample, per foreign-cache
+   * class (0: not drawn yet); the cache then holds the grants (alloc.c). */
+  int64_t prof_left[EBB_FOREIGN_CLASSES];
+  /* Bit c: class c's direct[] names prof_page[c], which cannot hold the
+   * class's next sample; its pops since are its alloc_count past prof_mark[c]. */
+  uint64_t prof_direct;
+  ebb_page_t *prof_page[EBB_FOREIGN_CLASSES];
+  uint32_t prof_mark[EBB_FOREIGN_CLASSES];
   /* statistics, written by the owner */
   uint64_t stat_allocs[EBB_CLASS_COUNT];
   uint64_t stat_remote_frees;
@@ -689,6 +700,8 @@ void page_enqueue_front(ebb_heap_t *heap, ebb_page_t *page);
 /* Point class cls's direct[] entries where the fast path should look: the
  * foreign cache while its bit is set, else the class's first page. */
 void heap_direct_refresh(ebb_heap_t *heap, unsigned cls);
+/* Point them at `target` (a small class of a thread's heap). */
+void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target);
 
 /* ---- purge.c: decay, sparse pages, the background purger, the limit ------ */
 /* The span a purge unit covers in `page`, and how many units it has. */
@@ -844,13 +857,15 @@ size_t usable_size_checked(const void *p, const char *call);
  * whose pages' owner mark sends their frees to sample_free) and a new
  * distance is drawn, exponential with mean `rate`: a Poisson process over the
  * bytes allocated, so an allocation of s bytes is sampled with probability
- * 1 - exp(-s/rate) whatever the sizes around it.  While the rate is not 0,
- * heap_direct_refresh points the fast path's table at the empty page, so
- * every allocation comes through alloc_generic and is counted. */
+ * 1 - exp(-s/rate) whatever the sizes around it.  Classes up to 1 KiB keep
+ * a countdown each (heap->prof_left) and hand the fast path grants that
+ * end just before their next sample (alloc.c, alloc_small_sampled). */
 extern _Atomic size_t ebb_sample_rate;        /* bytes; 0: off */
 extern __thread int64_t ebb_sample_left;      /* bytes to the next sample */
 extern _Atomic size_t ebb_sample_huge_live;   /* sampled huge blocks not yet freed */
 bool sample_expired(void);                    /* the countdown passed zero: sample this one? */
+int64_t sample_distance(void);                /* a new distance to the next sample, >= 1 */
+bool sample_allowed(void);                    /* not inside the sampler (its own allocations) */
 EBB_INLINE bool sample_due(size_t size) {
   if (likely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) == 0)) return false;
   ebb_sample_left -= (int64_t)(size < ((size_t)1 << 62) ? size : ((size_t)1 << 62));

@@ -262,13 +262,20 @@ void page_collect_all(ebb_page_t *page) {
  * first page (or the shared empty page), or at its foreign cache while
  * that is in use. */
 void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
-  size_t size = class_size(cls);
-  if (size > EBB_DIRECT_MAX || heap->is_shared) return; /* a shared heap's is never read */
+  if (class_size(cls) > EBB_DIRECT_MAX || heap->is_shared) return; /* a shared heap's is never read */
   ebb_page_t *first = heap->queues[cls].first;
   ebb_page_t *target = first ? first : &ebb_empty_page;
   if ((heap->foreign_active >> cls) & 1) target = &heap->foreign[cls];
-  /* Sampling on: every allocation through alloc_generic, which counts it. */
-  if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) target = &ebb_empty_page;
+  /* Sampling on: the fast path pops only what alloc_small_sampled (alloc.c)
+   * has checked cannot hold the class's next sample; until it has, the
+   * class's allocations go there. */
+  else if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) target = &ebb_empty_page;
+  heap_direct_set(heap, cls, target);
+}
+
+void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target) {
+  size_t size = class_size(cls);
+  if (heap->direct[size] == target) return; /* all the class's entries are set together */
   size_t lo = cls == 1 ? 0 : class_size(cls - 1) + 1;
   /* A class spans 8 to 128 sizes, so this runs on every slow path that
    * switches pages: four stores a turn (paired into vector stores) instead

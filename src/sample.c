@@ -7,10 +7,10 @@
  * an allocation of s bytes is sampled with probability 1 - exp(-s/rate),
  * whatever was allocated before it and by which thread, so each sample
  * stands for 1/p allocations and s/p bytes (tcmalloc and gperftools sample
- * the same way; the default rate, 512 KiB, is theirs).  While sampling is
- * on, the fast path's table names the empty page (page.c), so every
- * allocation comes through alloc_generic and is counted: the fast path
- * itself has no instruction for it.
+ * the same way; the default rate, 512 KiB, is theirs).  Classes up to
+ * 1 KiB keep a countdown each and hand the fast path only blocks that
+ * cannot reach their next sample (alloc.c, alloc_small_sampled): the fast
+ * path itself has no instruction for it.
  *
  * Where a sampled block lives.  In the sampled heap (heap.c), a shared heap
  * of its own whose pages carry EBB_OWNER_SAMPLED: the free path sends such
@@ -66,6 +66,7 @@ typedef struct {
   uintptr_t block;       /* 0: empty; 1: removed */
   sample_site_t *site;
   double count, bytes;   /* its weight: 1/p allocations, size/p bytes */
+  uintptr_t thread;      /* the allocating thread (a free by another is a remote free) */
 } sample_entry_t;
 
 static __thread uint64_t sample_rng;
@@ -134,16 +135,24 @@ static int64_t draw_distance(size_t rate) {
   return (int64_t)d + 1;
 }
 
+int64_t sample_distance(void) {
+  size_t rate = atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed);
+  return draw_distance(rate ? rate : 1);
+}
+
+bool sample_allowed(void) { return !sample_busy; }
+
 /* The count went below zero: sample this allocation, unless the thread
  * is inside the sampler (backtrace's own allocations) or had not drawn its
- * first distance yet; either way a new distance starts. */
+ * first distance yet; either way a new distance starts, from the end of
+ * this allocation (the process is memoryless: where the last event fell
+ * inside it does not matter). */
 bool sample_expired(void) {
   size_t rate = atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed);
   if (rate == 0) return false;
   bool first = !sample_started;
   sample_started = true;
-  /* The overshoot carries over: the process stays memoryless. */
-  while (ebb_sample_left < 0) ebb_sample_left += draw_distance(rate);
+  ebb_sample_left = draw_distance(rate);
   return !first && !sample_busy;
 }
 
@@ -156,7 +165,7 @@ static bool in_ebb_api(uintptr_t pc) {
 }
 
 #if defined(__GLIBC__)
-static EBB_NOINLINE EBB_API_TEXT int stack_capture(uintptr_t *out, int max) {
+EBB_INLINE int stack_capture(uintptr_t *out, int max) { /* inline: a frame less to unwind */
   void *raw[SAMPLE_MAX_DEPTH + 16];
   int n = backtrace(raw, SAMPLE_MAX_DEPTH + 16);
   int first = 0;
@@ -168,7 +177,7 @@ static EBB_NOINLINE EBB_API_TEXT int stack_capture(uintptr_t *out, int max) {
 #else
 /* Frame pointers, within this thread's stack (read once a thread). */
 static __thread uintptr_t stack_lo, stack_hi;
-static EBB_NOINLINE EBB_API_TEXT int stack_capture(uintptr_t *out, int max) {
+EBB_INLINE int stack_capture(uintptr_t *out, int max) { /* inline: a frame less to unwind */
   if (stack_hi == 0) {
     pthread_attr_t attr;
     void *addr;
@@ -275,7 +284,7 @@ static void live_insert(uintptr_t block, sample_site_t *site, double count, doub
   size_t j = slot_of(block, live_cap);
   while (live[j].block > 1) j = (j + 1) & (live_cap - 1);
   if (live[j].block == 0) live_used++;
-  live[j] = (sample_entry_t){block, site, count, bytes};
+  live[j] = (sample_entry_t){block, site, count, bytes, ebb_thread_id()};
   site->live_count += count;
   site->live_bytes += bytes;
   site->alloc_count += count;
@@ -350,9 +359,15 @@ void sample_free(ebb_page_t *page, void *p) {
     lock_release(&ebb_sampled_lock);
     ebb_fatal_pointer("free", p, "double free (block freed twice)");
   }
+  bool remote = e->thread != ebb_thread_id();
   live_remove(e);
   free_local_in(sampled_heap_get_locked(), page, p);
   lock_release(&ebb_sampled_lock);
+  if (remote) { /* counted as any block freed by another thread is */
+    ebb_heap_t *heap = ebb_tls_heap;
+    if (heap != &ebb_empty_heap) heap->stat_remote_frees++;
+    else atomic_fetch_add_explicit(&ebb_stat_retired_remote_frees, 1, memory_order_relaxed);
+  }
 }
 
 void sample_forget_huge(const void *p) {

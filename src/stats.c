@@ -79,7 +79,7 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
       /* Read while the owner may be resetting it: a count out of range
        * (no class holds more than the bound in 16-byte blocks) is none. */
       int64_t n = (int64_t)fc->capacity - (int64_t)fc->used_minus_one;
-      if (n > 0 && n <= EBB_FOREIGN_CLASS_BYTES / 16) cached_blocks[c] += (size_t)n;
+      if (n > 0 && n <= (EBB_FOREIGN_CLASS_BYTES + EBB_SAMPLE_GRANT_BYTES) / 16) cached_blocks[c] += (size_t)n;
     }
     st->remote_frees += heap->stat_remote_frees;
   }
