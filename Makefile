@@ -95,6 +95,9 @@ $(BUILD)/obj $(BUILD)/san $(BUILD)/secure $(BUILD)/test $(BUILD)/test-tools $(BU
 # test/unit_*.c linked with build/libebb.a and the internal headers
 # test/api_*.c  use only the ebb_* API: built against libebb.a and again
 #               against the sanitizer build (build/test/NAME-san)
+# test/conformance.c  both kinds, from one source so that the standard names
+#               and the ebb_* API are held to the same checks: t_conformance,
+#               and api_conformance(-san) with -DCONFORMANCE_EBB_API=1
 # test/*.sh     scripts (real programs, valgrind, ...); test/run.sh runs all
 TEST_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O1 -g -pthread $(WARN) -Iinclude -Isrc \
                -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc
@@ -102,7 +105,9 @@ T_BINS    := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/t_*.c))
 UNIT_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/unit_*.c))
 API_BINS  := $(patsubst test/%.c,$(BUILD)/test/%,$(wildcard test/api_*.c))
 API_SAN_BINS := $(patsubst test/%.c,$(BUILD)/test/%-san,$(wildcard test/api_*.c))
-TEST_BINS := $(T_BINS) $(UNIT_BINS) $(API_BINS) $(API_SAN_BINS)
+CONFORMANCE_BINS := $(BUILD)/test/t_conformance $(BUILD)/test/api_conformance \
+                    $(BUILD)/test/api_conformance-san
+TEST_BINS := $(T_BINS) $(UNIT_BINS) $(API_BINS) $(API_SAN_BINS) $(CONFORMANCE_BINS)
 
 $(BUILD)/test/t_%: test/t_%.c test/testutil.h $(BUILD)/libebb.so | $(BUILD)/test
 	$(CC) $(TEST_CFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lebb -lm
@@ -115,6 +120,17 @@ $(BUILD)/test/api_%: test/api_%.c test/testutil.h $(BUILD)/libebb.a | $(BUILD)/t
 
 $(BUILD)/test/api_%-san: test/api_%.c test/testutil.h $(BUILD)/libebb-san.a | $(BUILD)/test
 	$(CC) $(TEST_CFLAGS) $(SAN_FLAGS) $< -o $@ $(BUILD)/libebb-san.a -lm
+
+# The conformance binaries link as the t_ and api_ rules above do; only the
+# source and the flavour differ.
+$(BUILD)/test/t_conformance: test/conformance.c test/testutil.h $(BUILD)/libebb.so | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $< -o $@ -L$(BUILD) -Wl,-rpath,'$$ORIGIN/..' -lebb -lm
+
+$(BUILD)/test/api_conformance: test/conformance.c test/testutil.h $(BUILD)/libebb.a | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) -DCONFORMANCE_EBB_API=1 $< -o $@ $(BUILD)/libebb.a -lm
+
+$(BUILD)/test/api_conformance-san: test/conformance.c test/testutil.h $(BUILD)/libebb-san.a | $(BUILD)/test
+	$(CC) $(TEST_CFLAGS) $(SAN_FLAGS) -DCONFORMANCE_EBB_API=1 $< -o $@ $(BUILD)/libebb-san.a -lm
 
 # Heap misuse, one case a forked child (test/t_misuse.sh, bench/misuse.sh):
 # built without ebb, which is preloaded, as every peer is.

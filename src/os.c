@@ -160,26 +160,37 @@ bool os_purge(void *p, size_t size) {
   return zeroed;
 }
 
-/* Resident set size from /proc/self/statm (second field, in pages). */
+/* Resident set size: VmRSS in /proc/self/status, which the kernel gives in
+ * kB whatever its page size.  statm counts pages of the kernel's size,
+ * which is not always the one AT_PAGESZ reports: under qemu-user with 16 or
+ * 64 KiB guest pages, /proc is the host's (4 KiB pages), and statm times
+ * the guest's page size read 4 or 16 times the RSS. */
 size_t os_rss_bytes(void) {
   int saved = errno;
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     errno = saved;
     return 0;
   }
-  char buf[128];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
+  char buf[4096];
+  size_t len = 0;
+  for (;;) { /* VmRSS is in the first 2 KiB; read until it is in */
+    ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += (size_t)n;
+    if (len == sizeof buf - 1) break;
+  }
   close(fd);
   errno = saved;
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  const char *q = buf;
-  while (*q && *q != ' ') q++;
-  size_t pages = 0;
-  while (*q == ' ') q++;
-  while (*q >= '0' && *q <= '9') pages = pages * 10 + (size_t)(*q++ - '0');
-  return pages * ebb_os_page_size;
+  buf[len] = 0;
+  const char *q = strstr(buf, "\nVmRSS:");
+  if (q == NULL) return 0;
+  q += 7;
+  while (*q == ' ' || *q == '\t') q++;
+  size_t kb = 0;
+  while (*q >= '0' && *q <= '9') kb = kb * 10 + (size_t)(*q++ - '0');
+  return kb * 1024;
 }
 
 uint32_t os_clock_ms(void) {

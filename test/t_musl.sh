@@ -12,12 +12,21 @@ out=build/musl
 make -s BUILD=$out CC=musl-gcc $out/libebb.a >$out.log 2>&1 || { tail -20 $out.log; echo "FAIL: make CC=musl-gcc"; exit 1; }
 mkdir -p $out/test
 fail=0
+# "name source [flags]": test/conformance.c is two tests, the standard names
+# and the ebb_* API (as the Makefile builds it)
+tests=()
 for src in test/t_*.c test/unit_*.c test/api_*.c; do
-  name=$(basename "$src" .c)
+  [ -e "$src" ] || continue # a pattern that matched no file
+  tests+=("$(basename "$src" .c) $src")
+done
+tests+=("t_conformance test/conformance.c" "api_conformance test/conformance.c -DCONFORMANCE_EBB_API=1")
+for t in "${tests[@]}"; do
+  read -r name src flags <<<"$t"
   bin=$out/test/$name
+  # $flags unquoted: none, or one word
   if ! musl-gcc -static -DEBB_TEST_STATIC -std=gnu11 -D_GNU_SOURCE -O1 -g -pthread -Wall -Wextra -Werror \
        -Iinclude -Isrc -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
-       "$src" -o "$bin" $out/libebb.a -lm >$out/test/$name.build.log 2>&1; then
+       $flags "$src" -o "$bin" $out/libebb.a -lm >$out/test/$name.build.log 2>&1; then
     echo "FAIL $name: does not build with musl"; sed 's/^/    | /' $out/test/$name.build.log | head; fail=1; continue
   fi
   start=$(date +%s)

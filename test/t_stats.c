@@ -270,7 +270,27 @@ static void test_remote_frees(void) {
   CHECK(base.live_bytes - st.live_bytes + 4096 >= NREMOTE * 64);
 }
 
+/* rss_bytes follows the memory the program touches, in bytes whatever the
+ * page size (t_aarch64.sh runs this under qemu at 16 and 64 KiB pages,
+ * where /proc counts the host's 4 KiB pages). */
+static void test_rss_tracks_touched_memory(void) {
+  const size_t size = (size_t)64 << 20;
+  ebb_stats_t before, after;
+  ebb_stats_get(&before);
+  char *p = malloc(size);
+  CHECK(p != NULL);
+  memset(p, 1, size);
+  ebb_stats_get(&after);
+  size_t grew = after.rss_bytes > before.rss_bytes ? after.rss_bytes - before.rss_bytes : 0;
+  printf("rss: %zu MiB before, %zu MiB after touching 64 MiB\n", before.rss_bytes >> 20,
+         after.rss_bytes >> 20);
+  CHECK(grew >= size - size / 8);
+  CHECK(grew <= size + size / 4);
+  free(p);
+}
+
 int main(void) {
+  test_rss_tracks_touched_memory();
   test_live_bytes();
   test_formats();
   test_remote_frees();

@@ -98,10 +98,10 @@ vg() {
 
 vg t_threads "$bindir/t_threads"
 vg t_tls_exit "$bindir/t_tls_exit"
-if [ -f "$EBB_ROOT/test/t_conformance.c" ]; then
+if [ -f "$EBB_ROOT/test/conformance.c" ]; then
   vg t_conformance "$bindir/t_conformance"
 else
-  echo "note: test/t_conformance.c does not exist yet; not run"
+  echo "note: test/conformance.c does not exist yet; not run"
 fi
 
 if [ $failures -ne 0 ]; then
