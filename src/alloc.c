@@ -135,7 +135,7 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
       return NULL;
     }
     ebb_init();
-    if (sample_due(size)) return sample_alloc(size, 0, 0, zero);
+    if (sample_due(size)) return sample_alloc(size, size, 0, 0, zero);
     return huge_alloc(size, 0, zero);
   }
   unsigned cls = size_class_of(size);
@@ -144,7 +144,7 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
       ebb_heap_t *heap = heap_for_alloc();
       return heap ? alloc_small_sampled(heap, size, cls, zero) : NULL;
     }
-    if (sample_due(size)) return sample_alloc(size, cls, 0, zero);
+    if (sample_due(size)) return sample_alloc(size, size, cls, 0, zero);
   }
   if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
@@ -156,7 +156,10 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
     if (cache->free != NULL) return page_take(cache, size, zero);
     foreign_cache_close(heap, cls);
   }
-  return alloc_from_pages(heap, size, cls, zero);
+  void *block = alloc_from_pages(heap, size, cls, zero);
+  /* Sampling stopped while direct[] named the empty page: name the page. */
+  if (unlikely(size <= EBB_DIRECT_MAX && heap->direct[size] == &ebb_empty_page)) heap_direct_refresh(heap, cls);
+  return block;
 }
 
 /* `alignment` is a power of two.  Up to 64 KiB it is met by a size class
@@ -173,7 +176,7 @@ EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     if (want <= EBB_LARGE_MAX) {
       unsigned cls = size_class_of(want);
       while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
-      if (sample_due(size)) return sample_alloc(size, cls, 0, zero);
+      if (sample_due(size)) return sample_alloc(size, size, cls, 0, zero);
       if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
@@ -184,7 +187,7 @@ EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     }
   }
   ebb_init();
-  if (sample_due(size)) return sample_alloc(size, 0, alignment, zero);
+  if (sample_due(size)) return sample_alloc(size, size, 0, alignment, zero);
   return huge_alloc(size, alignment, zero);
 }
 
@@ -332,28 +335,36 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
  * (larson-2t 1.55x with the foreign cache off, tight loops 1.2-1.35x);
  * this, 1.08x, most of it the stacks' unwinding (README). */
 
+/* The class's count, less what its page handed out in direct mode since
+ * the mark (then no longer in direct mode: the caller decides again). */
+static int64_t sample_count_settled(ebb_heap_t *heap, unsigned cls, int64_t block_size) {
+  int64_t left = heap->prof_left[cls];
+  if (left == 0) left = sample_distance(); /* the class's first use: start its count */
+  uint64_t bit = (uint64_t)1 << cls;
+  if (heap->prof_direct & bit) {
+    heap->prof_direct &= ~bit;
+    heap_direct_refresh(heap, cls);
+    uint32_t now = heap->prof_page[cls]->alloc_count, mark = heap->prof_mark[cls];
+    uint32_t handed = now >= mark ? now - mark : now; /* its count was harvested meanwhile */
+    left -= (int64_t)handed * block_size;
+    if (left < 1) left = 1;
+  }
+  return left;
+}
+
 static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   ebb_page_t *cache = &heap->foreign[cls];
   uint64_t bit = (uint64_t)1 << cls;
   if (cache->free != NULL && (heap->foreign_active & bit))
     return page_take(cache, size, zero); /* realloc or calloc's overflow path: already charged */
   int64_t block_size = (int64_t)class_size(cls);
-  int64_t left = heap->prof_left[cls];
-  if (unlikely(left == 0)) left = sample_distance(); /* the class's first allocation: start its count */
-  if (heap->prof_direct & bit) { /* what the page handed out since */
-    heap->prof_direct &= ~bit;
-    uint32_t now = heap->prof_page[cls]->alloc_count, mark = heap->prof_mark[cls];
-    uint32_t handed = now >= mark ? now - mark : now; /* its count was harvested meanwhile */
-    left -= (int64_t)handed * block_size;
-    if (left < 1) left = 1;
-  }
-  left -= block_size;
+  int64_t left = sample_count_settled(heap, cls, block_size) - block_size;
   if (unlikely(left <= 0)) {
     left = sample_distance();
     if (sample_allowed()) {
       heap->prof_left[cls] = left;
       heap_direct_refresh(heap, cls); /* the next allocation comes back here */
-      return sample_alloc(size, cls, 0, zero);
+      return sample_alloc(size, (size_t)block_size, cls, 0, zero);
     }
   }
   /* This allocation, from the class's first page (collected first if its
@@ -366,6 +377,9 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   if (page == NULL || page->free == NULL) {
     block = page_alloc_slow(heap, size, cls, zero);
     page = heap->queues[cls].first; /* the slow path puts the page it used first */
+    /* An allocation nested in it (pthread_create starting the purger) may
+     * have made a grant of this class: it stands, with its count. */
+    if (cache->free != NULL) return block;
     if (block == NULL || page == NULL) {
       heap->prof_left[cls] = left;
       heap_direct_refresh(heap, cls);
@@ -447,8 +461,7 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
    * would reach the next sample goes back instead, so that the allocation
    * that crosses it comes to alloc_small_sampled. */
   if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) {
-    int64_t left = heap->prof_left[cls];
-    if (left == 0) left = sample_distance();
+    int64_t left = sample_count_settled(heap, cls, (int64_t)page->block_size);
     if (left <= (int64_t)page->block_size) {
       heap->prof_left[cls] = left;
       free_remote(seg, page, block);

@@ -871,8 +871,10 @@ EBB_INLINE bool sample_due(size_t size) {
   ebb_sample_left -= (int64_t)(size < ((size_t)1 << 62) ? size : ((size_t)1 << 62));
   return unlikely(ebb_sample_left < 0) && sample_expired();
 }
-/* The sampled block: cls 0 for a huge one (with `alignment`, 0: none). */
-void *sample_alloc(size_t size, unsigned cls, size_t alignment, bool zero);
+/* The sampled block: cls 0 for a huge one (with `alignment`, 0: none);
+ * `charged`: the bytes the countdown was charged (its probability). */
+void *sample_alloc(size_t size, size_t charged, unsigned cls, size_t alignment, bool zero);
+bool sample_lock_held_here(void);                   /* this thread is inside the sampler's lock */
 void sample_free(ebb_page_t *page, void *p);         /* a block of the sampled heap */
 void sample_forget_huge(const void *p);              /* a huge block freed: sampled? */
 void sample_moved_huge(const void *old, void *now, size_t size); /* mremap moved it */

@@ -257,6 +257,9 @@ void prof_periodic(uint32_t now) {
   static unsigned seq;
   long long interval = ebb_opt.prof_interval_ms;
   if (interval <= 0 || !atomic_load_explicit(&prof_ever, memory_order_relaxed)) return;
+  /* an inline pass run from inside the sampler (a sampled block's page
+   * given back) must not wait for the lock its thread holds */
+  if (sample_lock_held_here()) return;
   if (!started) { /* the first tick starts the clock */
     started = true;
     last = now;

@@ -579,6 +579,7 @@ static void *purger_main(void *arg) {
     uint32_t now = os_clock_ms();
     size_t left = run_pass(now);
     stats_periodic(now);
+    prof_periodic(now); /* the heap profile's interval dumps, under no lock */
     long long tick = tick_ms(ebb_opt.decay_ms);
     bool watch = purge_memory_limit() != 0 || ebb_opt.stats_interval_ms > 0 || ebb_opt.prof_interval_ms > 0;
     if (left == 0 && !watch) {
@@ -652,7 +653,12 @@ void purge_notify(void) {
       return;
     }
   }
-  /* PURGER_INLINE: a pass at most once a tick, never waiting for another. */
+  /* PURGER_INLINE: a pass at most once a tick, never waiting for another,
+   * and never from a caller holding one of ebb's locks: the pass takes
+   * them too (a medium page given back under the group's lock emptied a
+   * segment, and the pass, flushing idle medium caches, waited for that
+   * lock: seen with EBB_BACKGROUND=0 and the heap profiler's frees). */
+  if (ebb_locks_held != 0) return;
   uint32_t now = os_clock_ms();
   uint32_t last = atomic_load_explicit(&last_inline_pass, memory_order_relaxed);
   if ((long long)(uint32_t)(now - last) < tick_ms(ebb_opt.decay_ms)) return;
@@ -661,6 +667,9 @@ void purge_notify(void) {
   purge_pass(now, ebb_opt.decay_ms, near_limit(0));
   stats_periodic(now);
   lock_release(&purger_lock);
+  /* After the lock: a dump takes the sampler's lock, which fork's handlers
+   * take before the purger's. */
+  prof_periodic(now);
 }
 
 /* Start the purger if it is time, without waking it: the shared heap's

@@ -82,6 +82,28 @@ static size_t arena_left;
 static sample_entry_t *live;     /* the live samples' table */
 static size_t live_cap, live_used; /* used: live and removed slots */
 
+/* The lock, taken with the thread marked busy: an allocation made under it
+ * (pthread_create starting the purger, from a page given back) is not
+ * sampled, so it never waits for the lock its thread holds; and an inline
+ * purge pass run under it does not dump (prof_periodic asks). */
+static __thread bool sampled_lock_here;
+
+static bool sampled_lock(void) {
+  bool was_busy = sample_busy;
+  sample_busy = true;
+  lock_acquire(&ebb_sampled_lock);
+  sampled_lock_here = true;
+  return was_busy;
+}
+
+static void sampled_unlock(bool was_busy) {
+  sampled_lock_here = false;
+  lock_release(&ebb_sampled_lock);
+  sample_busy = was_busy;
+}
+
+bool sample_lock_held_here(void) { return sampled_lock_here; }
+
 /* ---- the distances: exponential, without libm ------------------------------ */
 static uint64_t rng_next(void) {
   if (sample_rng == 0) sample_rng = (uint64_t)ebb_thread_id() ^ ((uint64_t)os_unix_ms() << 20) ^ 0x9e3779b97f4a7c15ull;
@@ -308,19 +330,23 @@ static void *sampled_heap_block(size_t size, unsigned cls) {
   return page_alloc_slow(heap, size, cls, false);
 }
 
-EBB_NOINLINE EBB_API_TEXT void *sample_alloc(size_t size, unsigned cls, size_t alignment, bool zero) {
+EBB_NOINLINE EBB_API_TEXT void *sample_alloc(size_t size, size_t charged, unsigned cls, size_t alignment,
+                                             bool zero) {
+  bool was_busy = sample_busy;
   sample_busy = true;
   uintptr_t frames[SAMPLE_MAX_DEPTH];
   int depth = stack_capture(frames, SAMPLE_MAX_DEPTH); /* no lock held: it may load libgcc_s */
   size_t rate = atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed);
-  double p = rate ? 1.0 - exp_neg((double)size / (double)rate) : 1.0;
+  /* the probability of the bytes the countdown was charged (a small
+   * class's block, else the request) */
+  double p = rate ? 1.0 - exp_neg((double)charged / (double)rate) : 1.0;
   if (p <= 0.0) p = 1.0;
   void *block = cls == 0 ? huge_alloc(size, alignment, zero) : NULL;
   if (cls == 0 && block == NULL) {
-    sample_busy = false;
+    sample_busy = was_busy;
     return NULL;
   }
-  lock_acquire(&ebb_sampled_lock);
+  sampled_lock();
   if (cls != 0) block = sampled_heap_block(size, cls);
   sample_site_t *site = block ? site_find(frames, depth) : NULL;
   bool recorded = site != NULL && live_reserve();
@@ -328,22 +354,24 @@ EBB_NOINLINE EBB_API_TEXT void *sample_alloc(size_t size, unsigned cls, size_t a
     live_insert((uintptr_t)block, site, 1.0 / p, (double)size / p);
     if (cls == 0) atomic_fetch_add_explicit(&ebb_sample_huge_live, 1, memory_order_relaxed);
   }
-  lock_release(&ebb_sampled_lock);
-  sample_busy = false;
+  sampled_unlock(true);
   if (block != NULL && !recorded) {
     /* No memory for the tables: the block goes back, and an unsampled one
      * is made instead (a sampled heap's block must have its record). */
-    if (cls != 0) {
-      lock_acquire(&ebb_sampled_lock);
-      ebb_segment_t *seg = segment_of(block);
-      free_local_in(sampled_heap_get_locked(), page_of(seg, block), block);
-      lock_release(&ebb_sampled_lock);
-    } else {
+    if (cls == 0) {
+      sample_busy = was_busy;
       return block; /* a huge block is an ordinary one, recorded or not */
     }
+    sampled_lock();
+    ebb_segment_t *seg = segment_of(block);
+    free_local_in(sampled_heap_get_locked(), page_of(seg, block), block);
+    sampled_unlock(true);
     atomic_store_explicit(&ebb_sample_rate, 0, memory_order_relaxed); /* stop: out of memory */
-    return alignment ? alloc_aligned(alignment, size, zero) : alloc_generic(size, zero);
+    block = alignment ? alloc_aligned(alignment, size, zero) : alloc_generic(size, zero);
+    sample_busy = was_busy;
+    return block;
   }
+  sample_busy = was_busy;
   if (block == NULL) {
     errno = ENOMEM;
     return NULL;
@@ -353,16 +381,16 @@ EBB_NOINLINE EBB_API_TEXT void *sample_alloc(size_t size, unsigned cls, size_t a
 }
 
 void sample_free(ebb_page_t *page, void *p) {
-  lock_acquire(&ebb_sampled_lock);
+  bool was_busy = sampled_lock();
   sample_entry_t *e = live_find((uintptr_t)p);
   if (e == NULL) {
-    lock_release(&ebb_sampled_lock);
+    sampled_unlock(was_busy);
     ebb_fatal_pointer("free", p, "double free (block freed twice)");
   }
   bool remote = e->thread != ebb_thread_id();
   live_remove(e);
   free_local_in(sampled_heap_get_locked(), page, p);
-  lock_release(&ebb_sampled_lock);
+  sampled_unlock(was_busy);
   if (remote) { /* counted as any block freed by another thread is */
     ebb_heap_t *heap = ebb_tls_heap;
     if (heap != &ebb_empty_heap) heap->stat_remote_frees++;
@@ -371,19 +399,19 @@ void sample_free(ebb_page_t *page, void *p) {
 }
 
 void sample_forget_huge(const void *p) {
-  lock_acquire(&ebb_sampled_lock);
+  bool was_busy = sampled_lock();
   sample_entry_t *e = live_find((uintptr_t)p);
   if (e != NULL) {
     live_remove(e);
     atomic_fetch_sub_explicit(&ebb_sample_huge_live, 1, memory_order_relaxed);
   }
-  lock_release(&ebb_sampled_lock);
+  sampled_unlock(was_busy);
 }
 
 void sample_moved_huge(const void *old, void *now, size_t size) {
   (void)size;
   if (old == now) return;
-  lock_acquire(&ebb_sampled_lock);
+  bool was_busy = sampled_lock();
   sample_entry_t *e = live_find((uintptr_t)old);
   if (e != NULL) {
     sample_entry_t moved = *e;
@@ -396,7 +424,7 @@ void sample_moved_huge(const void *old, void *now, size_t size) {
       atomic_fetch_sub_explicit(&ebb_sample_huge_live, 1, memory_order_relaxed);
     }
   }
-  lock_release(&ebb_sampled_lock);
+  sampled_unlock(was_busy);
 }
 
 /* ---- reading it out ------------------------------------------------------------ */
@@ -405,23 +433,23 @@ size_t sample_sites(ebb_sample_site_t **out, size_t *map_size) {
   *map_size = 0;
   /* Mapped before the lock is taken (no system call under it), with room
    * for sites made meanwhile; any beyond that wait for the next dump. */
-  lock_acquire(&ebb_sampled_lock);
+  bool was_busy = sampled_lock();
   size_t guess = site_count;
-  lock_release(&ebb_sampled_lock);
+  sampled_unlock(was_busy);
   if (guess == 0) return 0;
   size_t cap = guess + guess / 4 + 64;
   size_t bytes = cap * sizeof(ebb_sample_site_t);
   ebb_sample_site_t *copy = os_map(bytes);
   if (copy == NULL) return 0;
   size_t k = 0;
-  lock_acquire(&ebb_sampled_lock);
+  was_busy = sampled_lock();
   for (sample_site_t *s = all_sites; s && k < cap; s = s->next_site) {
     if (s->live_count <= 1e-9 && s->alloc_count <= 1e-9) continue;
     copy[k++] = (ebb_sample_site_t){s->frames, s->depth, s->live_count < 0 ? 0 : s->live_count,
                                      s->live_bytes < 0 ? 0 : s->live_bytes, s->alloc_count,
                                      s->alloc_bytes};
   }
-  lock_release(&ebb_sampled_lock);
+  sampled_unlock(was_busy);
   *out = copy;
   *map_size = bytes;
   return k;

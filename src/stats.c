@@ -77,9 +77,9 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
       const ebb_page_t *fc = &heap->foreign[c];
       st->classes[c].allocs += fc->alloc_count; /* its pops, not yet in stat_allocs */
       /* Read while the owner may be resetting it: a count out of range
-       * (no class holds more than the bound in 16-byte blocks) is none. */
+       * (no class holds more than the bound in 8-byte blocks) is none. */
       int64_t n = (int64_t)fc->capacity - (int64_t)fc->used_minus_one;
-      if (n > 0 && n <= (EBB_FOREIGN_CLASS_BYTES + EBB_SAMPLE_GRANT_BYTES) / 16) cached_blocks[c] += (size_t)n;
+      if (n > 0 && n <= (EBB_FOREIGN_CLASS_BYTES + EBB_SAMPLE_GRANT_BYTES) / 8) cached_blocks[c] += (size_t)n;
     }
     st->remote_frees += heap->stat_remote_frees;
   }
@@ -142,7 +142,6 @@ static bool periodic_started;
 
 /* Called by the purger (or an inline pass) every tick. */
 void stats_periodic(uint32_t now) {
-  prof_periodic(now); /* the heap profile's interval dumps ride on the same tick */
   long long interval = ebb_opt.stats_interval_ms;
   if (interval <= 0) return;
   if (!periodic_started) {

@@ -6,10 +6,11 @@
  * so the program also runs under any other malloc), and it prints what
  * each site really holds, for the test to compare.
  *
- *   prof_sites OUT_PREFIX [--start]
+ *   prof_sites OUT_PREFIX [--start | --small]
  * writes OUT_PREFIX.1.heap and OUT_PREFIX.2.heap; --start turns sampling
  * on with ebb_prof_start(32 KiB) first (no EBB_PROF needed). */
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static uint64_t next_random(void) {
   return rng;
 }
 
-#define LEAK_MAX 40000
+#define LEAK_MAX 400000
 static void *leaked[LEAK_MAX];
 static size_t leak_count, leak_bytes;
 
@@ -76,6 +77,10 @@ static void dump(const char *prefix, int n) {
 
 int main(int argc, char **argv) {
   const char *prefix = argc > 1 ? argv[1] : "prof_sites";
+  /* --small: leak_site leaks 17-byte blocks (a 32-byte class: the weights
+   * must come from the bytes the class charges, or they read twice the
+   * truth) */
+  bool small = argc > 2 && strcmp(argv[2], "--small") == 0;
   if (argc > 2 && strcmp(argv[2], "--start") == 0) {
     int (*start)(size_t) = (int (*)(size_t))dlsym(RTLD_DEFAULT, "ebb_prof_start");
     if (start == NULL || start(32768) != 0) {
@@ -87,7 +92,10 @@ int main(int argc, char **argv) {
     for (int round = 0; round < 50; round++) {
       size_t before = frag_count;
       fragment_site();
-      for (int i = 0; i < 200; i++) leak_site(256 + next_random() % 3841); /* 256 B - 4 KiB */
+      if (small)
+        for (int i = 0; i < 4000; i++) leak_site(17);
+      else
+        for (int i = 0; i < 200; i++) leak_site(256 + next_random() % 3841); /* 256 B - 4 KiB */
       for (int i = 0; i < 4000; i++) churn_site(16 + next_random() % 8192);
       fragment_release(before);
     }
