@@ -771,6 +771,9 @@ extern _Atomic uint64_t ebb_stat_retired_allocs[EBB_CLASS_COUNT];
 extern _Atomic uint64_t ebb_stat_retired_remote_frees, ebb_stat_huge_allocs, ebb_stat_huge_frees;
 void stats_retire_heap(ebb_heap_t *heap); /* a heap's counters outlive its thread */
 void stats_periodic(uint32_t now);        /* EBB_STATS_INTERVAL, from the purger */
+/* The path with each "%p" replaced by the process id (a program and the
+ * programs it runs each get their own file); false if it does not fit. */
+bool path_with_pid(const char *pattern, char *out, size_t size);
 
 /* ---- heap.c: thread heaps, and the shared heaps of medium and large blocks */
 ebb_heap_t *heap_get_or_create(void);

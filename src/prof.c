@@ -157,24 +157,6 @@ static void write_collapsed(out_t *o, const ebb_sample_site_t *sites, size_t n) 
 }
 
 /* ---- dumps -------------------------------------------------------------------- */
-/* The path with each "%p" replaced by the process id; false if too long. */
-static bool expand_path(const char *pattern, char *out, size_t size) {
-  size_t n = 0;
-  for (const char *c = pattern; *c; c++) {
-    if (c[0] == '%' && c[1] == 'p') {
-      int k = snprintf(out + n, size - n, "%ld", (long)getpid());
-      if (k < 0 || (size_t)k >= size - n) return false;
-      n += (size_t)k;
-      c++;
-    } else {
-      if (n + 1 >= size) return false;
-      out[n++] = *c;
-    }
-  }
-  out[n] = 0;
-  return true;
-}
-
 static int write_file(const char *path, bool collapsed, const ebb_sample_site_t *sites, size_t n) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return -1;
@@ -268,7 +250,7 @@ void prof_periodic(uint32_t now) {
   if ((long long)(uint32_t)(now - last) < interval) return;
   last = now;
   char base[EBB_PATH_MAX + 32], path[EBB_PATH_MAX + 64];
-  if (!expand_path(prof_file_pattern(), base, sizeof base)) return;
+  if (!path_with_pid(prof_file_pattern(), base, sizeof base)) return;
   snprintf(path, sizeof path, "%s.%04u", base, seq++);
   dump_pair(path);
 }
@@ -280,7 +262,7 @@ void prof_at_exit(void) {
   if (!atomic_load_explicit(&prof_ever, memory_order_relaxed)) return;
   if (!ebb_opt.prof && ebb_opt.prof_file[0] == 0) return;
   char path[EBB_PATH_MAX + 32];
-  if (!expand_path(prof_file_pattern(), path, sizeof path)) return;
+  if (!path_with_pid(prof_file_pattern(), path, sizeof path)) return;
   dump_pair(path);
 }
 
@@ -346,7 +328,7 @@ EBB_EXPORT int ebb_prof_dump(const char *path) {
   ebb_init();
   char full[EBB_PATH_MAX + 32];
   if (path == NULL) {
-    if (!expand_path(prof_file_pattern(), full, sizeof full)) {
+    if (!path_with_pid(prof_file_pattern(), full, sizeof full)) {
       errno = ENAMETOOLONG;
       return -1;
     }

@@ -172,7 +172,7 @@ void stats_periodic(uint32_t now) {
 
 /* The path with each "%p" replaced by the process id (a program and the
  * programs it runs each get their own file); false if it does not fit. */
-static bool path_with_pid(const char *pattern, char *out, size_t size) {
+bool path_with_pid(const char *pattern, char *out, size_t size) {
   char pid[24];
   size_t pid_len = 0;
   for (unsigned long v = (unsigned long)getpid(); v || pid_len == 0; v /= 10) pid[pid_len++] = (char)('0' + v % 10);
