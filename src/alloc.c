@@ -612,9 +612,12 @@ void medium_cache_flush(ebb_heap_t *heap, bool wait) {
 static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
   unsigned cls = page->class_idx;
   if (cls > EBB_SMALL_CLASS_MAX) {
-    uintptr_t *word = (uintptr_t *)p;
-    if (unlikely(word[1] == shared_freed_mark(p))) ebb_fatal_pointer("free", p, "double free (block freed twice)");
-    word[1] = shared_freed_mark(p);
+    /* One exchange, not a load then a store: two threads freeing the block
+     * at once would both read it unmarked. */
+    _Atomic(uintptr_t) *word = (_Atomic(uintptr_t) *)p + 1;
+    if (unlikely(atomic_exchange_explicit(word, shared_freed_mark(p), memory_order_relaxed) ==
+                 shared_freed_mark(p)))
+      ebb_fatal_pointer("free", p, "double free (block freed twice)");
   }
   ebb_heap_t *own = ebb_tls_heap;
   if (cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX && own != &ebb_empty_heap) {
