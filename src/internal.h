@@ -581,7 +581,6 @@ EBB_INLINE bool decay_reached(uint32_t now, uint32_t stamp, long long decay_ms) 
 }
 extern _Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_purge_calls,
     ebb_stat_purged_bytes, ebb_stat_purge_passes;
-bool os_grow_in_place(void *p, size_t old_size, size_t new_size);
 #if EBB_SECURE
 bool os_protect(void *p, size_t size, bool accessible);
 #endif

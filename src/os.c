@@ -236,18 +236,6 @@ void os_futex_wake(_Atomic uint32_t *word, int count) {
   errno = saved;
 }
 
-/* Grow a mapping where it stands; false if the address space after it is
- * taken. */
-bool os_grow_in_place(void *p, size_t old_size, size_t new_size) {
-  int saved = errno;
-  count(&ebb_stat_mmap_calls, 1);
-  void *q = mremap(p, old_size, new_size, 0);
-  errno = saved;
-  if (q == MAP_FAILED) return false;
-  atomic_fetch_add_explicit(&ebb_os_mapped_bytes, new_size - old_size, memory_order_relaxed);
-  return true;
-}
-
 /* Resize a mapping whose start must stay `alignment`-aligned after adding
  * `offset`.  In place if the kernel can; otherwise moved (pages, not bytes)
  * into a freshly reserved aligned range.  NULL + ENOMEM on failure, with the
