@@ -24,18 +24,21 @@ static ebb_heap_t *heap_for_alloc(void) {
   return heap;
 }
 
-/* A medium or large block freed holds this mark in its second word until it
- * is handed out again (alloc_shared clears it), so a second free of it is
- * caught wherever the first one left it: in a thread's medium cache (two
- * threads freeing one 48 KiB block each kept it in theirs, and both were
- * handed it next), on its page's lists, or deferred.  Blocks above 8 KiB
- * only: a store on each allocation and a test on each free, beside a lock
- * or a cache exchange. */
+/* A block of a shared heap's page, freed, holds this mark in its second
+ * word until it is handed out again (alloc_shared clears it), so a second
+ * free of it is caught wherever the first one left it: in a thread's medium
+ * cache (two threads freeing one 48 KiB block each kept it in theirs, and
+ * both were handed it next), on its page's lists, or deferred.  Every class
+ * but the 8-byte one: medium and large blocks, and the small ones young
+ * threads take there (a double free on a young thread's page then would
+ * loop its list, and no thread exit walks a shared page).  A store on each
+ * allocation and a test on each free, beside a lock or a cache exchange. */
 EBB_INLINE uintptr_t shared_freed_mark(const void *p) {
   return (uintptr_t)p ^ (uintptr_t)0x6562622d66726565ull; /* "ebb-free" */
 }
+EBB_INLINE bool shared_markable(unsigned cls) { return cls >= 2; } /* class 1: 8 B, one word */
 EBB_INLINE void shared_mark_taken(void *block, unsigned cls) {
-  if (cls > EBB_SMALL_CLASS_MAX) ((uintptr_t *)block)[1] = 0;
+  if (shared_markable(cls)) ((uintptr_t *)block)[1] = 0;
 }
 
 /* A block of a medium or large class, from its shared heap (heap.c).  Zeroing, like
@@ -111,6 +114,23 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
  * come from the shared heaps instead, whose blocks any thread frees. */
 EBB_INLINE bool thread_exited(void) { return unlikely(ebb_heap_exited); }
 
+/* A young thread's first EBB_YOUNG_ALLOCS allocations (every thread but the
+ * first, heap.c), of any class, come
+ * from the shared heaps too: a thread that allocates little then touches
+ * no page of its own.  A short-lived thread given a page per class it used
+ * left them nearly empty at its exit, its blocks still live in them, and
+ * the frees into them waited on remote lists until another thread took the
+ * segment over (thread_pool: 5000 threads, 384 blocks of 16 B-16 KiB each,
+ * peaked at 188 MiB for about 70 live; tcmalloc, whose spans are shared,
+ * 94).  A thread that keeps allocating pays a lock on each of them, then
+ * has its own pages as before.  (While sampling, small classes take the
+ * sampled path first, which uses the thread's pages.) */
+EBB_INLINE bool heap_young_alloc(ebb_heap_t *heap) {
+  if (likely(heap->young_left == 0)) return false;
+  heap->young_left--;
+  return true;
+}
+
 /* A block of a thread's own class: the class's first page serves without
  * the slow path's visit of the queue (sizes above EBB_DIRECT_MAX have no
  * direct[] entry, and for any size the owner's frees since the fast path
@@ -156,6 +176,7 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
     if (cache->free != NULL) return page_take(cache, size, zero);
     foreign_cache_close(heap, cls);
   }
+  if (heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
   void *block = alloc_from_pages(heap, size, cls, zero);
   /* Sampling stopped while direct[] named the empty page: name the page. */
   if (unlikely(size <= EBB_DIRECT_MAX && heap->direct[size] == &ebb_empty_page)) heap_direct_refresh(heap, cls);
@@ -180,6 +201,7 @@ EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
       if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
+      if (heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
       void *block = page_alloc_slow(heap, size, cls, zero);
       /* it may have refilled a page the fast path pops while sampling */
       if (unlikely((heap->prof_direct >> cls) & 1)) heap_direct_refresh(heap, cls);
@@ -611,7 +633,7 @@ void medium_cache_flush(ebb_heap_t *heap, bool wait) {
  * class's slot is empty, else to the shared heap. */
 static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
   unsigned cls = page->class_idx;
-  if (cls > EBB_SMALL_CLASS_MAX) {
+  if (shared_markable(cls)) {
     /* One exchange, not a load then a store: two threads freeing the block
      * at once would both read it unmarked. */
     _Atomic(uintptr_t) *word = (_Atomic(uintptr_t) *)p + 1;

@@ -246,6 +246,10 @@ ebb_heap_t *heap_get_or_create(void) {
   if (heap == NULL) return NULL;
   heap_reset(heap, fresh, false);
   heap->is_live = true;
+  /* Not the first thread (main, as a rule): it lives as long as the
+   * process, and its pages in both the shared heaps and its own would cost
+   * a small program a page per class twice. */
+  heap->young_left = pthread_equal(atomic_load(&init_thread), pthread_self()) ? 0 : EBB_YOUNG_ALLOCS;
   heap->thread_id = ebb_thread_id();
   /* Set the thread pointer first: pthread_setspecific may allocate. */
   ebb_tls_heap = heap;

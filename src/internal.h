@@ -133,6 +133,7 @@ EBB_INLINE bool class_is_shared(unsigned cls) {
 }
 /* Medium classes up to this one (32 KiB) have a slot in each thread's
  * medium cache (alloc.c): at most 300 KiB a thread. */
+#define EBB_YOUNG_ALLOCS 1024u /* a new thread's allocations from the shared heaps (alloc.c) */
 #define EBB_MEDIUM_CACHE_CLASS_MAX 73u /* class_size(73) == 32 KiB, checked in unit_internal */
 #define EBB_MEDIUM_CACHE_CLASSES (EBB_MEDIUM_CACHE_CLASS_MAX - EBB_SMALL_CLASS_MAX)
 /* Classes served through direct[] (blocks up to EBB_DIRECT_MAX): each has
@@ -287,6 +288,9 @@ typedef struct ebb_heap {
   bool is_live;                         /* belongs to a running thread */
   bool is_shared;                       /* a shared heap of medium and large blocks (heap.c) */
   uint8_t shared_slot;                  /* which one */
+  /* A young thread's allocations still to come from the shared heaps
+   * (alloc.c, EBB_YOUNG_ALLOCS); 0: it has pages of its own. */
+  uint32_t young_left;
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */
   uint32_t class_used_at[EBB_CLASS_COUNT];

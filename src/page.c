@@ -398,7 +398,10 @@ void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
  * not sit on one per size class, and its blocks are big enough for the
  * round trip through the segment not to matter. */
 static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
-  if (page->class_idx <= EBB_SMALL_CLASS_MAX && heap->queues[page->class_idx].first == page) {
+  /* Not a shared heap's: its small classes serve young threads (alloc.c),
+   * and once they have pages of their own nothing would take it back. */
+  if (page->class_idx <= EBB_SMALL_CLASS_MAX && heap->queues[page->class_idx].first == page &&
+      !heap->is_shared) {
     heap->empty_current |= (uint64_t)1 << page->class_idx;
     return false;
   }
@@ -418,7 +421,7 @@ void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
   /* The common case first: the class's current small page is empty again
    * (a malloc/free loop); it stays, marked for the retire check. */
   if (page->used_minus_one == -1 && page->class_idx <= EBB_SMALL_CLASS_MAX &&
-      heap->queues[page->class_idx].first == page) {
+      heap->queues[page->class_idx].first == page && !heap->is_shared) {
     heap->empty_current |= (uint64_t)1 << page->class_idx;
     return;
   }

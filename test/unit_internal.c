@@ -215,6 +215,30 @@ static void test_empty_current_page_retired(void) {
   CHECK(heap->queues[cls].first == NULL);
 }
 
+/* A new thread's first EBB_YOUNG_ALLOCS allocations come from the shared
+ * heaps, so a short-lived thread leaves no pages of its own behind; after
+ * them, its own pages.  The first thread (main) has its own from the start. */
+static void *young_thread(void *arg) {
+  (void)arg;
+  void *first = ebb_malloc(64);
+  CHECK(first != NULL && page_of(segment_of(first), first)->owner_thread == EBB_OWNER_SHARED);
+  for (unsigned i = 0; i < EBB_YOUNG_ALLOCS; i++) ebb_free(ebb_malloc(64));
+  void *grown = ebb_malloc(64);
+  CHECK(grown != NULL && page_of(segment_of(grown), grown)->owner_thread == ebb_thread_id());
+  ebb_free(first);
+  ebb_free(grown);
+  return NULL;
+}
+
+static void test_young_thread(void) {
+  void *mine = ebb_malloc(64);
+  CHECK(page_of(segment_of(mine), mine)->owner_thread == ebb_thread_id());
+  pthread_t t;
+  pthread_create(&t, NULL, young_thread, NULL);
+  pthread_join(t, NULL);
+  ebb_free(mine);
+}
+
 /* Every shared heap takes its pages from one group of segments: blocks of
  * medium classes that belong to different shared heaps can share one. */
 static void test_medium_group(void) {
@@ -383,6 +407,7 @@ int main(void) {
   test_remote_free_count();
   test_empty_current_page_retired();
   test_medium_group();
+  test_young_thread();
   test_shared_deferred_free();
   test_large_shared();
   test_lock_behaviour();
