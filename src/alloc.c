@@ -114,8 +114,8 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
  * come from the shared heaps instead, whose blocks any thread frees. */
 EBB_INLINE bool thread_exited(void) { return unlikely(ebb_heap_exited); }
 
-/* A young thread's first EBB_YOUNG_ALLOCS allocations (every thread but the
- * first, heap.c), of any class, come
+/* A young thread's first EBB_YOUNG_ALLOCS allocations (a thread started
+ * once others have ended, never the first: heap.c), of any class, come
  * from the shared heaps too: a thread that allocates little then touches
  * no page of its own.  A short-lived thread given a page per class it used
  * left them nearly empty at its exit, its blocks still live in them, and

@@ -230,9 +230,20 @@ static void *young_thread(void *arg) {
   return NULL;
 }
 
+static void *short_lived(void *arg) {
+  ebb_free(ebb_malloc(64));
+  return arg;
+}
+
 static void test_young_thread(void) {
   void *mine = ebb_malloc(64);
   CHECK(page_of(segment_of(mine), mine)->owner_thread == ebb_thread_id());
+  /* Young only once threads have been seen to end. */
+  for (unsigned i = 0; i < EBB_YOUNG_AFTER_EXITS; i++) {
+    pthread_t t;
+    pthread_create(&t, NULL, short_lived, NULL);
+    pthread_join(t, NULL);
+  }
   pthread_t t;
   pthread_create(&t, NULL, young_thread, NULL);
   pthread_join(t, NULL);
