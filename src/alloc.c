@@ -137,11 +137,16 @@ EBB_INLINE bool heap_young_alloc(ebb_heap_t *heap) {
  * emptied the list are taken in here: a loop over a few live blocks lives
  * on them).  Without a purger thread, the slow path's calls are what run
  * the purge passes: then it keeps them all. */
-EBB_INLINE void *alloc_from_pages(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
+EBB_INLINE ebb_page_t *class_first_page_collected(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *page = heap->queues[cls].first;
   if (page != NULL && page->free == NULL && page->local_free != NULL &&
       !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed))
     page_collect(page);
+  return page;
+}
+
+EBB_INLINE void *alloc_from_pages(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
+  ebb_page_t *page = class_first_page_collected(heap, cls);
   if (page == NULL || page->free == NULL) return page_alloc_slow(heap, size, cls, zero);
   return page_take(page, size, zero);
 }
@@ -391,10 +396,7 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   }
   /* This allocation, from the class's first page (collected first if its
    * list ran dry). */
-  ebb_page_t *page = heap->queues[cls].first;
-  if (page != NULL && page->free == NULL && page->local_free != NULL &&
-      !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed))
-    page_collect(page);
+  ebb_page_t *page = class_first_page_collected(heap, cls);
   void *block;
   if (page == NULL || page->free == NULL) {
     block = page_alloc_slow(heap, size, cls, zero);

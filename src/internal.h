@@ -131,10 +131,10 @@ EBB_INLINE size_t page_slices_for(size_t block_size) {
 EBB_INLINE bool class_is_shared(unsigned cls) {
   return cls > EBB_SMALL_CLASS_MAX && cls < EBB_CLASS_COUNT;
 }
-/* Medium classes up to this one (32 KiB) have a slot in each thread's
- * medium cache (alloc.c): at most 300 KiB a thread. */
 #define EBB_YOUNG_ALLOCS 1024u /* a new thread's allocations from the shared heaps (alloc.c) */
 #define EBB_YOUNG_AFTER_EXITS 4u /* ... once this many threads have ended (heap.c) */
+/* Medium classes up to this one (32 KiB) have a slot in each thread's
+ * medium cache (alloc.c): at most 300 KiB a thread. */
 #define EBB_MEDIUM_CACHE_CLASS_MAX 73u /* class_size(73) == 32 KiB, checked in unit_internal */
 #define EBB_MEDIUM_CACHE_CLASSES (EBB_MEDIUM_CACHE_CLASS_MAX - EBB_SMALL_CLASS_MAX)
 /* Classes served through direct[] (blocks up to EBB_DIRECT_MAX): each has

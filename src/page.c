@@ -389,19 +389,21 @@ void page_unqueue(ebb_heap_t *heap, ebb_page_t *page) {
   }
 }
 
-/* A page whose last block came back: give its slices back to the segment,
- * unless it is its class's current page (malloc would want it right back). */
 /* An empty page goes back to its segment, where its slices decay like any
- * free memory, except a small class's current page: a malloc/free loop
- * would otherwise give it back and take it again on every call.  A medium
- * or large one (512 KiB or more) is not kept: a thread that goes idle must
- * not sit on one per size class, and its blocks are big enough for the
- * round trip through the segment not to matter. */
+ * free memory, except a small class's current page in a thread's heap: a
+ * malloc/free loop would otherwise give it back and take it again on every
+ * call.  A medium or large one (512 KiB or more) is not kept: a thread that
+ * goes idle must not sit on one per size class, and its blocks are big
+ * enough for the round trip through the segment not to matter.  Nor is a
+ * shared heap's: its small classes serve young threads (alloc.c), and once
+ * they have pages of their own nothing would take it back. */
+static bool page_kept_when_empty(const ebb_heap_t *heap, const ebb_page_t *page) {
+  return page->class_idx <= EBB_SMALL_CLASS_MAX && heap->queues[page->class_idx].first == page &&
+         !heap->is_shared;
+}
+
 static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
-  /* Not a shared heap's: its small classes serve young threads (alloc.c),
-   * and once they have pages of their own nothing would take it back. */
-  if (page->class_idx <= EBB_SMALL_CLASS_MAX && heap->queues[page->class_idx].first == page &&
-      !heap->is_shared) {
+  if (page_kept_when_empty(heap, page)) {
     heap->empty_current |= (uint64_t)1 << page->class_idx;
     return false;
   }
@@ -420,8 +422,7 @@ static EBB_NOINLINE void page_after_full_free(ebb_heap_t *heap, ebb_page_t *page
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
   /* The common case first: the class's current small page is empty again
    * (a malloc/free loop); it stays, marked for the retire check. */
-  if (page->used_minus_one == -1 && page->class_idx <= EBB_SMALL_CLASS_MAX &&
-      heap->queues[page->class_idx].first == page && !heap->is_shared) {
+  if (page->used_minus_one == -1 && page_kept_when_empty(heap, page)) {
     heap->empty_current |= (uint64_t)1 << page->class_idx;
     return;
   }
