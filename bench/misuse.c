@@ -18,6 +18,8 @@
  *   trapped    a write past a block faulted at once (a guard page)
  *   immediate, delayed  (reuse_next) whether a freed block is the next one
  *              malloc returns
+ *   filled     (uaf_read) a freed block reads a fill pattern, not its data
+ *   sequential, shuffled  (carve_order) whether fresh blocks come in address order
  * A corrupted heap may also be caught later; "silent" only says this run saw
  * neither a duplicate nor a steered block.
  *
@@ -354,6 +356,41 @@ static void case_reuse_next(void) {
   say(b == a ? "immediate" : "delayed", b == a ? "the block just freed came back" : "another block came back");
 }
 
+/* A read after free: are the freed bytes (past the first word, a list's
+ * link in most allocators) still the program's, or a fill pattern?
+ * "filled" if bytes 8 to 63 (to the end of a smaller block) all read
+ * 0xdf, ebb's secure fill, for a 32, a 64 and a 200-byte block. */
+static void case_uaf_read(void) {
+  static const size_t sizes[] = {32, 64, 200};
+  int filled = 0;
+  for (int i = 0; i < 3; i++) {
+    keep_some(sizes[i]);
+    unsigned char *a = malloc(sizes[i]);
+    memset(a, 0x5a, sizes[i]);
+    free(a);
+    const volatile unsigned char *freed = launder(a);
+    size_t end = sizes[i] < 64 ? sizes[i] : 64, k = 8;
+    while (k < end && freed[k] == 0xdf) k++;
+    filled += k == end;
+  }
+  say(filled == 3 ? "filled" : "silent", filled == 3 ? "freed bytes 8-63 read 0xdf" : "freed bytes not filled");
+}
+
+/* Not a misuse: are fresh blocks handed out in address order?  Then an
+ * overflow of one block reaches the next one handed out.  "sequential" if
+ * nine in ten of 256 fresh 48-byte blocks are followed by the block just
+ * above them (within 128 bytes), else "shuffled". */
+static void case_carve_order(void) {
+  static char *fresh[256];
+  for (int i = 0; i < 256; i++) fresh[i] = malloc(48);
+  int next_above = 0;
+  for (int i = 0; i + 1 < 256; i++)
+    next_above += fresh[i + 1] > fresh[i] && fresh[i + 1] - fresh[i] <= 128;
+  char detail[96];
+  snprintf(detail, sizeof detail, "%d of 255 blocks followed by their upper neighbour", next_above);
+  say(next_above >= 230 ? "sequential" : "shuffled", detail);
+}
+
 /* ---- fork shapes ---------------------------------------------------------- */
 static atomic_int stop_threads;
 static FILE *shared_file;
@@ -530,7 +567,8 @@ static const struct {
     {"realloc_freed", case_realloc_freed}, {"uaf_write", case_uaf_write},
     {"overflow16", case_overflow16},   {"overflow1", case_overflow1},
     {"overflow_segment", case_overflow_segment}, {"overflow_huge", case_overflow_huge},
-    {"reuse_next", case_reuse_next},
+    {"reuse_next", case_reuse_next},   {"uaf_read", case_uaf_read},
+    {"carve_order", case_carve_order},
     {"fork_stdio", case_fork_stdio},   {"fork_signal", case_fork_signal},
     {"tls_dtor", case_tls_dtor},
 };

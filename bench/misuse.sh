@@ -13,7 +13,9 @@
 # block handed out twice), steered (malloc returned the program's chosen
 # address), leaked, silent (none of these seen), ok (fork cases finished),
 # trapped (a write past a block faulted at once: a guard page), immediate /
-# delayed (reuse_next: is a freed block the next one handed out).
+# delayed (reuse_next: is a freed block the next one handed out), filled
+# (uaf_read: a freed block reads ebb's secure fill pattern), sequential /
+# shuffled (carve_order: whether fresh blocks come in address order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s all build/bench/misuse

@@ -261,6 +261,7 @@ static void foreign_cache_rebase(ebb_heap_t *heap, unsigned cls, uint32_t keep) 
   cache->alloc_count = 0;
   cache->capacity = keep;
   cache->used_minus_one = 0;
+  heap->prof_granted[cls] = 0;
 }
 
 static void foreign_cache_return(ebb_heap_t *heap, unsigned cls);
@@ -269,11 +270,14 @@ static void foreign_cache_return(ebb_heap_t *heap, unsigned cls);
  * nested in a return, by pthread_create starting the purger, say, may
  * have put some there), its counters are reset, and direct[] names the
  * class's pages again. */
-static EBB_NOINLINE void foreign_cache_close(ebb_heap_t *heap, unsigned cls) {
+static void foreign_cache_shut(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *cache = &heap->foreign[cls];
   while (cache->free != NULL) foreign_cache_return(heap, cls);
   foreign_cache_rebase(heap, cls, 0);
   heap->foreign_active &= ~((uint64_t)1 << cls);
+}
+static EBB_NOINLINE void foreign_cache_close(ebb_heap_t *heap, unsigned cls) {
+  foreign_cache_shut(heap, cls);
   heap_direct_refresh(heap, cls);
 }
 
@@ -360,17 +364,21 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
  * every allocation through alloc_generic (direct[] naming the empty page),
  * 1.14x geometric mean (tight loops 1.4-1.6x); grants alone, 1.14x
  * (larson-2t 1.55x with the foreign cache off, tight loops 1.2-1.35x);
- * this, 1.08x, most of it the stacks' unwinding (README). */
+ * this, 1.08x with glibc's backtrace() for the stacks, 1.01x with ebb's own
+ * unwinder and a consumer's cache left to fill (README). */
 
 /* The class's count, less what its page handed out in direct mode since
- * the mark (then no longer in direct mode: the caller decides again). */
-static int64_t sample_count_settled(ebb_heap_t *heap, unsigned cls, int64_t block_size) {
+ * the mark (then no longer in direct mode: the caller decides again, and
+ * sets direct[] before it returns to the program; not here, since most
+ * often it gives the same page again, and setting a class's entries twice
+ * on every refill of its list cost more than the rest of sampling in the
+ * tight loops). */
+EBB_INLINE int64_t sample_count_settled(ebb_heap_t *heap, unsigned cls, int64_t block_size) {
   int64_t left = heap->prof_left[cls];
   if (left == 0) left = sample_distance(); /* the class's first use: start its count */
   uint64_t bit = (uint64_t)1 << cls;
   if (heap->prof_direct & bit) {
     heap->prof_direct &= ~bit;
-    heap_direct_refresh(heap, cls);
     uint32_t now = heap->prof_page[cls]->alloc_count, mark = heap->prof_mark[cls];
     uint32_t handed = now >= mark ? now - mark : now; /* its count was harvested meanwhile */
     left -= (int64_t)handed * block_size;
@@ -403,7 +411,10 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
     page = heap->queues[cls].first; /* the slow path puts the page it used first */
     /* An allocation nested in it (pthread_create starting the purger) may
      * have made a grant of this class: it stands, with its count. */
-    if (cache->free != NULL) return block;
+    if (cache->free != NULL) {
+      heap_direct_refresh(heap, cls);
+      return block;
+    }
     if (block == NULL || page == NULL) {
       heap->prof_left[cls] = left;
       heap_direct_refresh(heap, cls);
@@ -421,7 +432,7 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   /* The page itself, if it cannot reach the sample (the foreign cache,
    * empty, is closed for that). */
   if (left > (int64_t)page->reserved * block_size) {
-    if (heap->foreign_active & bit) foreign_cache_close(heap, cls);
+    if (heap->foreign_active & bit) foreign_cache_shut(heap, cls); /* direct[] is set just below */
     heap->prof_direct |= bit;
     heap->prof_page[cls] = page;
     heap->prof_mark[cls] = page->alloc_count;
@@ -462,6 +473,7 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   }
   cache->free = first;
   cache->capacity += granted;
+  heap->prof_granted[cls] += granted;
   heap->prof_left[cls] = left - granted_bytes;
   heap_direct_refresh(heap, cls); /* names the cache */
   return block;
@@ -488,6 +500,7 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
     int64_t left = sample_count_settled(heap, cls, (int64_t)page->block_size);
     if (left <= (int64_t)page->block_size) {
       heap->prof_left[cls] = left;
+      heap_direct_refresh(heap, cls); /* out of direct mode, if it was */
       free_remote(seg, page, block);
       return;
     }
@@ -495,10 +508,14 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
   }
   if (heap->foreign_active & bit) {
     uint32_t limit = EBB_FOREIGN_CLASS_BYTES / (uint32_t)page->block_size;
-    /* room above a sampling grant, which must not make it look full */
-    if (atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)
-      limit += EBB_SAMPLE_GRANT_BYTES / (uint32_t)page->block_size;
-    if (foreign_cache_count(cache) >= (limit > 2 ? limit : 2)) {
+    if (limit < 2) limit = 2;
+    /* Room above a sampling grant, which must not make it look full.
+     * Only the grant's own blocks: with room for any grant whenever
+     * sampling is on, a consumer's cache never filled, so its frees never
+     * went straight back (mstress-2t took 1.4x longer with sampling on,
+     * at any rate). */
+    limit += heap->prof_granted[cls];
+    if (foreign_cache_count(cache) >= limit) {
       /* Full twice in a row with no block reused: a consumer of this class
        * (it frees what others made and makes none).  Its frees go straight
        * back from now on: held here they reach the producers late and in

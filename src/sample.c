@@ -20,16 +20,18 @@
  * of an unsampled block pays anything, and no table lookup is made on the
  * way.
  *
- * Stacks.  glibc's backtrace(), which unwinds with the DWARF call frame
- * information every object carries in .eh_frame (libgcc's unwinder): it
- * works for programs built without frame pointers, C, C++ and Rust alike.
- * It is called with no ebb lock held; its first call loads libgcc_s, whose
- * allocations come back here and are not sampled (the thread is marked
- * busy).  Frames in ebb's own API section (EBB_API_TEXT) are dropped, so a
- * stack starts at the program's call.  Without glibc (musl) frame pointers
- * are followed, within the thread's stack: a program built with
- * -fno-omit-frame-pointer gets whole stacks, one built without gets what
- * the chain gives, often only the first frames.
+ * Stacks.  unwind_stack (unwind.c), a DWARF unwinder that keeps each
+ * return address's rule, so that it works for programs built without frame
+ * pointers (C, C++ and Rust alike) at a few instructions a frame once a
+ * stack has been seen; a stack it cannot walk, or a platform it does not
+ * know, goes to glibc's backtrace() (libgcc's unwinder, about 1,000
+ * instructions a frame).  Either runs with no ebb lock held; backtrace's
+ * first call loads libgcc_s, whose allocations come back here and are not
+ * sampled (the thread is marked busy).  Frames in ebb's own API section
+ * (EBB_API_TEXT) are dropped, so a stack starts at the program's call.
+ * Without glibc (musl) frame pointers are followed, within the thread's
+ * stack: a program built with -fno-omit-frame-pointer gets whole stacks,
+ * one built without gets what the chain gives, often only the first frames.
  *
  * Tables, all under ebb_sampled_lock and in memory from os_map (never
  * malloc): the call sites (a hash of their frames; never removed, so their
@@ -189,7 +191,8 @@ static bool in_ebb_api(uintptr_t pc) {
 #if defined(__GLIBC__)
 EBB_INLINE int stack_capture(uintptr_t *out, int max) { /* inline: a frame less to unwind */
   void *raw[SAMPLE_MAX_DEPTH + 16];
-  int n = backtrace(raw, SAMPLE_MAX_DEPTH + 16);
+  int n = unwind_stack((uintptr_t *)raw, SAMPLE_MAX_DEPTH + 16); /* the same frames, cached (unwind.c) */
+  if (n < 0) n = backtrace(raw, SAMPLE_MAX_DEPTH + 16);
   int first = 0;
   while (first < n && in_ebb_api((uintptr_t)raw[first])) first++;
   int depth = 0;

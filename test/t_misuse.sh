@@ -58,7 +58,7 @@ secure=build/libebb-secure.so
 for c in df_remote df_trim df_exit df_medium; do expect $normal $c reported; done
 for c in fork_stdio fork_signal; do expect $normal $c ok; done
 expect $normal tls_dtor silent
-for c in df_live df_aba realloc_freed uaf_write overflow16 overflow1 overflow_segment overflow_huge; do
+for c in df_live df_aba realloc_freed uaf_write overflow16 overflow1 overflow_segment overflow_huge uaf_read carve_order; do
   tolerate $normal $c
 done
 
@@ -72,6 +72,8 @@ expect $secure tls_dtor silent
 expect $secure overflow_segment trapped
 tolerate $secure overflow_huge
 expect $secure reuse_next delayed
+expect $secure uaf_read filled
+expect $secure carve_order shuffled
 
 [ $fail -eq 0 ] && echo "t_misuse: ok"
 exit $fail

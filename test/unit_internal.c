@@ -412,7 +412,95 @@ static void test_foreign_cache(void) {
   CHECK(page_used(page) == used - FOREIGN_N); /* every block came back */
 }
 
+/* The profiler's unwinder (unwind.c) against glibc's backtrace(): from the
+ * second frame on (the first is each one's own call site) the same return
+ * addresses, through frames of every shape: rsp-based, rbp-based (a
+ * variable-length array), libc's own (qsort calling back), a thread's
+ * outermost frames, and a signal handler's (unwound by backtrace: -1). */
+#if defined(__GLIBC__)
+#include <execinfo.h>
+#include <signal.h>
+#include <stdlib.h>
+
+static int unwind_checks, unwind_fallbacks;
+
+static EBB_NOINLINE void unwind_compare(void) {
+  uintptr_t mine[80];
+  void *theirs[80];
+  int n_mine = unwind_stack(mine, 80);
+  int n_theirs = backtrace(theirs, 80);
+  if (n_mine < 0) {
+    unwind_fallbacks++;
+    return;
+  }
+  CHECK(n_mine == n_theirs);
+  for (int i = 1; i < n_mine && i < n_theirs; i++) CHECK(mine[i] == (uintptr_t)theirs[i]);
+  unwind_checks++;
+  __asm__ volatile("" ::: "memory"); /* not a tail call: this frame stays */
+}
+
+static EBB_NOINLINE int unwind_vla(int n) {
+  volatile char buf[n]; /* CFA from rbp */
+  buf[0] = (char)n;
+  unwind_compare();
+  return buf[0];
+}
+
+static EBB_NOINLINE int unwind_deep(int depth) {
+  volatile int pad[depth + 3];
+  pad[0] = depth;
+  if (depth == 0) return unwind_vla(100 + pad[0]);
+  return unwind_deep(depth - 1) + pad[0];
+}
+
+static int unwind_qsort_cmp(const void *a, const void *b) {
+  static int once;
+  if (!once++) unwind_compare(); /* under libc's qsort */
+  return *(const int *)a - *(const int *)b;
+}
+
+static void *unwind_thread(void *arg) {
+  (void)arg;
+  unwind_deep(5);
+  return NULL;
+}
+
+static void unwind_on_signal(int sig) {
+  (void)sig;
+  unwind_compare();
+}
+
+static void test_unwind(void) {
+  unwind_compare();
+  unwind_deep(1);
+  unwind_deep(40);
+  int v[64];
+  for (int i = 0; i < 64; i++) v[i] = (i * 37) % 64;
+  qsort(v, 64, sizeof v[0], unwind_qsort_cmp);
+  pthread_t t;
+  pthread_create(&t, NULL, unwind_thread, NULL);
+  pthread_join(t, NULL);
+  unwind_deep(3); /* again, from the cache */
+#if defined(__x86_64__)
+  CHECK(unwind_checks == 6);
+#endif
+  signal(SIGUSR1, unwind_on_signal);
+  raise(SIGUSR1);
+  signal(SIGUSR1, SIG_DFL);
+  CHECK(unwind_checks + unwind_fallbacks == 7);
+#if defined(__x86_64__)
+  CHECK(unwind_fallbacks == 1); /* the signal frame */
+#endif
+}
+#else
+static void test_unwind(void) { /* musl: stacks follow frame pointers (sample.c) */
+  uintptr_t frames[8];
+  CHECK(unwind_stack(frames, 8) == -1);
+}
+#endif
+
 int main(void) {
+  test_unwind();
   test_foreign_cache();
   test_remote_free_into_full_page();
   test_remote_free_count();
