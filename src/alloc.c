@@ -473,7 +473,7 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   }
   cache->free = first;
   cache->capacity += granted;
-  heap->prof_granted[cls] += granted;
+  heap->prof_granted[cls] = granted; /* the cache had run dry: nothing older is in it */
   heap->prof_left[cls] = left - granted_bytes;
   heap_direct_refresh(heap, cls); /* names the cache */
   return block;

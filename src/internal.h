@@ -918,6 +918,8 @@ size_t sample_sites(ebb_sample_site_t **out, size_t *map_size);
  * signal frame, a DWARF expression) or on a platform it does not know
  * (anything but x86-64 glibc >= 2.35): the caller then uses backtrace(). */
 int unwind_stack(uintptr_t *out, int max);
+/* This thread's stack, [*lo, *hi); false if it cannot be known. */
+bool thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 
 /* ---- options.c: EBB_* environment variables and ebb_option_get/set -------- */
 #define EBB_PATH_MAX 256

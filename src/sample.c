@@ -200,19 +200,10 @@ EBB_INLINE int stack_capture(uintptr_t *out, int max) { /* inline: a frame less 
   return depth;
 }
 #else
-/* Frame pointers, within this thread's stack (read once a thread). */
-static __thread uintptr_t stack_lo, stack_hi;
+/* Frame pointers, within this thread's stack. */
 EBB_INLINE int stack_capture(uintptr_t *out, int max) { /* inline: a frame less to unwind */
-  if (stack_hi == 0) {
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
-    if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
-    pthread_attr_getstack(&attr, &addr, &size);
-    pthread_attr_destroy(&attr);
-    stack_lo = (uintptr_t)addr;
-    stack_hi = (uintptr_t)addr + size;
-  }
+  uintptr_t stack_lo, stack_hi;
+  if (!thread_stack_bounds(&stack_lo, &stack_hi)) return 0;
   uintptr_t *fp = __builtin_frame_address(0);
   int depth = 0;
   while (depth < max && (uintptr_t)fp >= stack_lo && (uintptr_t)fp + 16 <= stack_hi &&

@@ -25,20 +25,23 @@
  * the stack, as it does for libgcc.
  *
  * The cache.  A fixed table in .bss (untouched unless profiling), open
- * addressing on the address.  Readers take no lock: each slot is a key and a
- * rule, and a reader accepts the rule only if the key reads the same before
- * and after it (the writer clears the key first).  Writers take a flag; one
- * that finds it taken computes the rule and does not store it.
- *
- * The cache is emptied when a library has been unloaded since it was
- * filled (below).  The walk reads the stack only between the starting rsp
- * and 1 GiB above it, each CFA above the last, as a check on wrong tables. */
+ * addressing on the address, each slot a sequence lock whose writers never
+ * wait (below): a sampled allocation takes no lock here, not even the
+ * loader's.  A library unloaded and another loaded at its address would
+ * leave stale rules for the new one's addresses: its frames could come out
+ * wrong in the profile, nothing worse, since every read is bounded to this
+ * thread's stack between the starting rsp and its top, each CFA above the
+ * last.  (Emptying the table on unload needs the loader's count of them,
+ * which only dl_iterate_phdr gives, under the loader's lock: a sampled
+ * malloc would then wait for it, and deadlock with a program whose
+ * dl_iterate_phdr callback takes a lock held around a malloc.) */
+#include <pthread.h>
+
 #include "internal.h"
 
-#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#if defined(__x86_64__) && !defined(__ILP32__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #include <dlfcn.h>
-#include <link.h>
-#include <stddef.h>
 #include <string.h>
 
 enum { RULE_EMPTY = 0, RULE_STEP = 1, RULE_END = 2, RULE_UNSUPPORTED = 3 };
@@ -120,7 +123,13 @@ static uintptr_t read_encoded(reader_t *r, uint8_t enc, uintptr_t data_base) {
   switch (enc & 0x70) {
   case 0x00: break;
   case 0x10: v += field; break;
-  case 0x30: v += data_base; break;
+  case 0x30:
+    if (data_base == 0) {
+      r->bad = true;
+      return 0;
+    }
+    v += data_base;
+    break;
   default: r->bad = true; return 0;
   }
   if (enc & 0x80) {
@@ -138,6 +147,9 @@ typedef struct {
   uint8_t rbp_how, ra_how;
   int64_t rbp_off, ra_off;
 } frame_state_t;
+
+/* factor * n without signed overflow on malformed tables */
+static int64_t scaled(uint64_t n, int64_t factor) { return (int64_t)(n * (uint64_t)factor); }
 
 static void set_reg(frame_state_t *s, uint64_t reg, uint8_t how, int64_t off) {
   if (reg == DW_REG_RBP) {
@@ -180,7 +192,7 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
     bool advance = false;
     switch (op >> 6) {
     case 1: delta = (op & 0x3f) * cie->code_align; advance = true; break;
-    case 2: set_reg(s, op & 0x3f, HOW_OFFSET, (int64_t)read_uleb(r) * cie->data_align); continue;
+    case 2: set_reg(s, op & 0x3f, HOW_OFFSET, scaled(read_uleb(r), cie->data_align)); continue;
     case 3:
       if (initial == NULL) return false;
       restore_reg(s, initial, op & 0x3f);
@@ -201,7 +213,7 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
       case 0x04: delta = read_fixed(r, 4) * cie->code_align; advance = true; break;
       case 0x05:
         reg = read_uleb(r);
-        set_reg(s, reg, HOW_OFFSET, (int64_t)read_uleb(r) * cie->data_align);
+        set_reg(s, reg, HOW_OFFSET, scaled(read_uleb(r), cie->data_align));
         continue;
       case 0x06:
         if (initial == NULL) return false;
@@ -246,13 +258,13 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
       }
       case 0x11:
         reg = read_uleb(r);
-        set_reg(s, reg, HOW_OFFSET, read_sleb(r) * cie->data_align);
+        set_reg(s, reg, HOW_OFFSET, scaled((uint64_t)read_sleb(r), cie->data_align));
         continue;
       case 0x12:
         s->cfa_reg = (int)read_uleb(r);
-        s->cfa_off = read_sleb(r) * cie->data_align;
+        s->cfa_off = scaled((uint64_t)read_sleb(r), cie->data_align);
         continue;
-      case 0x13: s->cfa_off = read_sleb(r) * cie->data_align; continue;
+      case 0x13: s->cfa_off = scaled((uint64_t)read_sleb(r), cie->data_align); continue;
       case 0x14:
         reg = read_uleb(r);
         read_uleb(r);
@@ -266,7 +278,7 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
       case 0x2e: read_uleb(r); continue; /* GNU_args_size */
       case 0x2f:                         /* GNU_negative_offset_extended */
         reg = read_uleb(r);
-        set_reg(s, reg, HOW_OFFSET, -(int64_t)read_uleb(r) * cie->data_align);
+        set_reg(s, reg, HOW_OFFSET, (int64_t)(0 - (uint64_t)scaled(read_uleb(r), cie->data_align)));
         continue;
       default: return false;
       }
@@ -291,6 +303,7 @@ static bool read_cie(const uint8_t *cie_at, cie_info_t *info, reader_t *r) {
   if (version != 1 && version != 3) return false;
   const char *aug = (const char *)r->p;
   size_t aug_len = strnlen(aug, (size_t)(r->end - r->p));
+  if (aug_len == (size_t)(r->end - r->p)) return false; /* no end to the string */
   r->p += aug_len + 1;
   info->code_align = read_uleb(r);
   info->data_align = read_sleb(r);
@@ -351,13 +364,15 @@ unsupported:
 /* The rule for the instruction at `pc` (a return address minus one). */
 static uint64_t rule_compute(uintptr_t pc) {
   struct dl_find_object found;
-  if (_dl_find_object((void *)pc, &found) != 0) return rule_make(RULE_END, false, 0, 0);
+  /* In no object, or in no FDE: perhaps code that registered its frames at
+   * run time (__register_frame, a JIT), which backtrace() knows of. */
+  if (_dl_find_object((void *)pc, &found) != 0) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
   const uint8_t *hdr = found.dlfo_eh_frame;
   if (hdr == NULL) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
   bool unsupported = false;
   const uint8_t *fde = fde_find(hdr, pc, &unsupported);
   if (unsupported) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
-  if (fde == NULL) return rule_make(RULE_END, false, 0, 0);
+  if (fde == NULL) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
 
   uint32_t len32, cie_off;
   memcpy(&len32, fde, 4);
@@ -371,7 +386,7 @@ static uint64_t rule_compute(uintptr_t pc) {
   uintptr_t begin = read_encoded(&r, cie.fde_enc, 0);
   uintptr_t range = read_encoded(&r, cie.fde_enc & 0x0f, 0);
   if (r.bad) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
-  if (pc < begin || pc - begin >= range) return rule_make(RULE_END, false, 0, 0);
+  if (pc < begin || pc - begin >= range) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
   if (cie_r.bad) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
   if (cie.fde_aug_data) { /* skipped: an LSDA pointer, for exceptions */
     uint64_t n = read_uleb(&r);
@@ -399,82 +414,61 @@ static uint64_t rule_compute(uintptr_t pc) {
 }
 
 /* ---- the cache ------------------------------------------------------------------ */
-#define UNWIND_CACHE_SLOTS 4096 /* 64 KiB */
+#define UNWIND_CACHE_SLOTS 4096 /* 96 KiB */
 #define UNWIND_CACHE_PROBES 4
 
+/* A slot is written only by the thread that turned its sequence odd (a
+ * compare-and-swap: writers never wait), and read as a sequence lock: a
+ * key and rule read between two equal even sequences belong together.  A
+ * fork in the middle of a write leaves that one slot odd in the child:
+ * never read, never written again. */
 typedef struct {
-  _Atomic uintptr_t pc; /* 0: empty or being written */
+  _Atomic uint64_t seq;
+  _Atomic uintptr_t pc; /* 0: empty */
   _Atomic uint64_t rule;
 } unwind_slot_t;
 
 static unwind_slot_t unwind_cache[UNWIND_CACHE_SLOTS];
-static _Atomic bool unwind_cache_writing;
 
 static size_t slot_home(uintptr_t pc) { return (size_t)((pc * 0x9e3779b97f4a7c15ull) >> 52); }
 
 static uint64_t rule_lookup(uintptr_t pc) {
-  size_t home = slot_home(pc);
+  size_t home = slot_home(pc), empty = SIZE_MAX;
   for (size_t i = 0; i < UNWIND_CACHE_PROBES; i++) {
-    unwind_slot_t *slot = &unwind_cache[(home + i) & (UNWIND_CACHE_SLOTS - 1)];
-    uintptr_t key = atomic_load_explicit(&slot->pc, memory_order_acquire);
-    if (key == 0) break;
-    if (key != pc) continue;
+    size_t at = (home + i) & (UNWIND_CACHE_SLOTS - 1);
+    unwind_slot_t *slot = &unwind_cache[at];
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    uintptr_t key = atomic_load_explicit(&slot->pc, memory_order_relaxed);
     uint64_t rule = atomic_load_explicit(&slot->rule, memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&slot->pc, memory_order_relaxed) == pc) return rule;
-    break;
+    if ((seq & 1) || atomic_load_explicit(&slot->seq, memory_order_relaxed) != seq) continue;
+    if (key == pc) return rule;
+    if (key == 0) {
+      empty = at;
+      break;
+    }
   }
   uint64_t rule = rule_compute(pc);
-  if (!atomic_exchange_explicit(&unwind_cache_writing, true, memory_order_acquire)) {
-    unwind_slot_t *slot = &unwind_cache[home];
-    for (size_t i = 0; i < UNWIND_CACHE_PROBES; i++) { /* the first free slot, else the home one */
-      unwind_slot_t *s = &unwind_cache[(home + i) & (UNWIND_CACHE_SLOTS - 1)];
-      if (atomic_load_explicit(&s->pc, memory_order_relaxed) == 0) {
-        slot = s;
-        break;
-      }
-    }
-    atomic_store_explicit(&slot->pc, 0, memory_order_relaxed);
+  unwind_slot_t *slot = &unwind_cache[empty != SIZE_MAX ? empty : home]; /* else the home one is replaced */
+  uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+  if (!(seq & 1) && atomic_compare_exchange_strong_explicit(&slot->seq, &seq, seq + 1, memory_order_relaxed,
+                                                            memory_order_relaxed)) {
     atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&slot->pc, pc, memory_order_relaxed);
     atomic_store_explicit(&slot->rule, rule, memory_order_relaxed);
-    atomic_store_explicit(&slot->pc, pc, memory_order_release);
-    atomic_store_explicit(&unwind_cache_writing, false, memory_order_release);
+    atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
   }
   return rule;
 }
 
-/* A library unloaded may leave rules for addresses that another library,
- * loaded there later, does not share: the cache is emptied whenever the
- * loader's count of objects removed has moved.  dl_iterate_phdr gives it,
- * from its first object (the callback stops there). */
-static _Atomic unsigned long long unwind_cache_subs;
-
-static int read_subs(struct dl_phdr_info *info, size_t size, void *out) {
-  if (size < offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) return 1;
-  *(unsigned long long *)out = info->dlpi_subs;
-  return 1;
-}
-
-/* False if the cache may be stale and could not be emptied now. */
-static bool unwind_cache_current(void) {
-  unsigned long long subs = 0;
-  dl_iterate_phdr(read_subs, &subs);
-  if (subs == atomic_load_explicit(&unwind_cache_subs, memory_order_acquire)) return true;
-  if (atomic_exchange_explicit(&unwind_cache_writing, true, memory_order_acquire)) return false;
-  for (size_t i = 0; i < UNWIND_CACHE_SLOTS; i++) atomic_store_explicit(&unwind_cache[i].pc, 0, memory_order_relaxed);
-  atomic_store_explicit(&unwind_cache_subs, subs, memory_order_release);
-  atomic_store_explicit(&unwind_cache_writing, false, memory_order_release);
-  return true;
-}
-
 /* ---- the walk ------------------------------------------------------------------- */
-#define UNWIND_STACK_SPAN ((uintptr_t)1 << 30)
-
 EBB_NOINLINE int unwind_stack(uintptr_t *out, int max) {
-  uintptr_t pc, sp, fp;
+  uintptr_t pc, sp, fp, lo, hi;
   __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(pc), "=r"(sp), "=r"(fp));
-  if (!unwind_cache_current()) return -1;
-  uintptr_t sp0 = sp, lookup = pc;
+  /* Every read below lies between sp and the stack's top; on another
+   * stack (a signal stack, a coroutine's) backtrace() walks instead. */
+  if (!thread_stack_bounds(&lo, &hi) || sp < lo || sp >= hi) return -1;
+  uintptr_t lookup = pc;
   int n = 0;
   while (n < max) {
     uint64_t rule = rule_lookup(lookup);
@@ -482,10 +476,14 @@ EBB_NOINLINE int unwind_stack(uintptr_t *out, int max) {
     if (kind == RULE_END) break;
     if (kind != RULE_STEP) return -1;
     uintptr_t cfa = (rule_cfa_from_rbp(rule) ? fp : sp) + (uintptr_t)(intptr_t)rule_cfa_off(rule);
-    if (cfa <= sp || cfa - sp0 > UNWIND_STACK_SPAN) break; /* tables that do not fit this stack */
+    if (cfa <= sp || cfa > hi) break; /* tables that do not fit this stack */
     uintptr_t ra = *(const uintptr_t *)(cfa - 8);
     int16_t rbp_off = rule_rbp_off(rule);
-    if (rbp_off != 0) fp = *(const uintptr_t *)(cfa + rbp_off);
+    if (rbp_off != 0) {
+      uintptr_t slot = cfa + (uintptr_t)(intptr_t)rbp_off;
+      if (slot < sp) break;
+      fp = *(const uintptr_t *)slot;
+    }
     sp = cfa;
     if (ra == 0) break;
     out[n++] = ra;
@@ -501,3 +499,25 @@ int unwind_stack(uintptr_t *out, int max) {
   return -1;
 }
 #endif
+
+/* This thread's stack, read once (pthread_getattr_np may allocate: the
+ * sampler's caller has marked the thread busy, so that is not sampled). */
+static __thread uintptr_t stack_lo, stack_hi;
+
+bool thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
+  if (stack_hi == 0) {
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return false;
+    int got = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    if (got != 0) return false;
+    stack_lo = (uintptr_t)addr;
+    stack_hi = (uintptr_t)addr + size;
+  }
+  *lo = stack_lo;
+  *hi = stack_hi;
+  return true;
+}
+
