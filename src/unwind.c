@@ -44,7 +44,7 @@
 #include <dlfcn.h>
 #include <string.h>
 
-enum { RULE_EMPTY = 0, RULE_STEP = 1, RULE_END = 2, RULE_UNSUPPORTED = 3 };
+enum { RULE_STEP = 1, RULE_END = 2, RULE_UNSUPPORTED = 3 };
 enum { DW_REG_RBP = 6, DW_REG_RSP = 7, DW_REG_RA = 16 };
 
 /* A rule in one word: kind in bits 48-49, "CFA from rbp" in bit 50, the
@@ -139,6 +139,14 @@ static uintptr_t read_encoded(reader_t *r, uint8_t enc, uintptr_t data_base) {
   return v;
 }
 
+/* A DWARF expression's block, its length first: skipped. */
+static bool skip_block(reader_t *r) {
+  uint64_t len = read_uleb(r);
+  if (len > (uint64_t)(r->end - r->p)) return false;
+  r->p += len;
+  return true;
+}
+
 /* ---- running the call frame program -------------------------------------------- */
 enum { HOW_SAME = 0, HOW_OFFSET, HOW_UNDEFINED, HOW_OTHER };
 typedef struct {
@@ -221,11 +229,14 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
         continue;
       case 0x07: set_reg(s, read_uleb(r), HOW_UNDEFINED, 0); continue;
       case 0x08: set_reg(s, read_uleb(r), HOW_SAME, 0); continue;
-      case 0x09:
+      case 0x09:   /* register */
+      case 0x14:   /* val_offset */
+      case 0x15: { /* val_offset_sf: a LEB128 skipped alike, signed or not */
         reg = read_uleb(r);
         read_uleb(r);
         set_reg(s, reg, HOW_OTHER, 0);
         continue;
+      }
       case 0x0a:
         if (depth == 8) return false;
         stack[depth++] = *s;
@@ -240,22 +251,16 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
         continue;
       case 0x0d: s->cfa_reg = (int)read_uleb(r); continue;
       case 0x0e: s->cfa_off = (int64_t)read_uleb(r); continue;
-      case 0x0f: { /* def_cfa_expression */
-        uint64_t len = read_uleb(r);
-        if (len > (uint64_t)(r->end - r->p)) return false;
-        r->p += len;
+      case 0x0f: /* def_cfa_expression */
+        if (!skip_block(r)) return false;
         s->cfa_reg = -1;
         continue;
-      }
-      case 0x10:   /* expression */
-      case 0x16: { /* val_expression */
+      case 0x10: /* expression */
+      case 0x16: /* val_expression */
         reg = read_uleb(r);
-        uint64_t len = read_uleb(r);
-        if (len > (uint64_t)(r->end - r->p)) return false;
-        r->p += len;
+        if (!skip_block(r)) return false;
         set_reg(s, reg, HOW_OTHER, 0);
         continue;
-      }
       case 0x11:
         reg = read_uleb(r);
         set_reg(s, reg, HOW_OFFSET, scaled((uint64_t)read_sleb(r), cie->data_align));
@@ -265,16 +270,6 @@ static bool run_cfa(reader_t *r, const cie_info_t *cie, uintptr_t loc, uintptr_t
         s->cfa_off = scaled((uint64_t)read_sleb(r), cie->data_align);
         continue;
       case 0x13: s->cfa_off = scaled((uint64_t)read_sleb(r), cie->data_align); continue;
-      case 0x14:
-        reg = read_uleb(r);
-        read_uleb(r);
-        set_reg(s, reg, HOW_OTHER, 0);
-        continue;
-      case 0x15:
-        reg = read_uleb(r);
-        read_sleb(r);
-        set_reg(s, reg, HOW_OTHER, 0);
-        continue;
       case 0x2e: read_uleb(r); continue; /* GNU_args_size */
       case 0x2f:                         /* GNU_negative_offset_extended */
         reg = read_uleb(r);
@@ -387,7 +382,6 @@ static uint64_t rule_compute(uintptr_t pc) {
   uintptr_t range = read_encoded(&r, cie.fde_enc & 0x0f, 0);
   if (r.bad) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
   if (pc < begin || pc - begin >= range) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
-  if (cie_r.bad) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
   if (cie.fde_aug_data) { /* skipped: an LSDA pointer, for exceptions */
     uint64_t n = read_uleb(&r);
     if (n > (uint64_t)(r.end - r.p)) return rule_make(RULE_UNSUPPORTED, false, 0, 0);
