@@ -184,12 +184,26 @@ struct ebb_heap;
  * sign of the decremented value: one `sub` and one branch. */
 #define EBB_USED_FULL_BIAS (-((int32_t)1 << 30))
 
+/* Four cache lines, one per kind of writer, so that a thread freeing into
+ * another thread's page only reads lines that page's owner does not keep
+ * writing.  With two lines (the fields of lines 0 and 1 together) every
+ * remote free missed on a line the owner had just written: in `service`
+ * the load of the descriptor took 75% of free()'s samples (README,
+ * "Design"). */
 typedef struct ebb_page {
-  /* hot: touched by malloc and free (the first cache line) */
+  /* line 0, the owner's: written by its every malloc and free */
   ebb_block_t *free;        /* blocks ready to hand out */
   ebb_block_t *local_free;  /* blocks the owner freed since the last collect */
   int32_t used_minus_one;   /* see above */
   uint32_t alloc_count;     /* blocks handed out since the last harvest (stats) */
+  uint32_t capacity;        /* blocks carved from the page so far */
+  uint32_t reserved;        /* blocks that fit */
+  struct ebb_page *next, *prev;       /* in a class queue, the full list or a sparse list */
+  uint16_t sparse_at;       /* armed: the free path traps when used drops to this */
+  uint16_t sparse_mark;     /* what sparse_at is armed to (set by page_init; 0: never) */
+  uint8_t is_zero;          /* blocks on `free` are known to be zero */
+  uint8_t pad0_[64 - 53];
+  /* line 1, read by every free, written when the page is set up or changes hands */
   uint8_t *start;           /* first block */
   uint64_t block_magic;     /* see page_is_block_start */
   uint64_t block_bound;
@@ -203,28 +217,28 @@ typedef struct ebb_page {
    * adopting it), so a thread never sees its own id here unless the page is
    * its own. */
   uintptr_t owner_thread;
-  /* cold */
-  _Atomic uintptr_t thread_free;      /* frees from other threads: a list and its length (tf_*) */
   size_t block_size;
-  struct ebb_page *next, *prev;       /* in a class queue, the full list or a sparse list */
-  uint64_t purged;          /* bit u: purge unit u given back to the OS (see purge.c);
-                               a huge block: the size requested */
-  uint32_t capacity;        /* blocks carved from the page so far */
-  uint32_t reserved;        /* blocks that fit */
-  uint16_t sparse_at;       /* armed: the free path traps when used drops to this */
-  uint16_t sparse_mark;     /* what sparse_at is armed to (set by page_init; 0: never) */
-  uint32_t stamp;           /* ms clock: when detached (head) or freed (free slice) */
   uint16_t slice_count;     /* span length (head descriptor only) */
   uint8_t class_idx;
-  uint8_t is_zero;          /* blocks on `free` are known to be zero */
   uint8_t mem_fresh;        /* the page's memory came zeroed from the OS */
-  _Atomic uint8_t in_full;  /* on the full list; read by remote freers */
   uint8_t detached;         /* on its heap's sparse list, in the purger's hands */
+  uint8_t pad1_[64 - 53];
+  /* line 2, written by other threads' frees */
+  _Atomic uintptr_t thread_free;      /* frees from other threads: a list and its length (tf_*) */
+  _Atomic uint8_t in_full;  /* on the full list; read by remote freers */
+  uint8_t pad2_[64 - 9];
+  /* line 3, the purger's and cold */
+  uint64_t purged;          /* bit u: purge unit u given back to the OS (see purge.c);
+                               a huge block: the size requested */
+  uint32_t stamp;           /* ms clock: when detached (head) or freed (free slice) */
   uint8_t remote_seen;      /* the purger's: when it saw remote frees waiting (purge.c) */
+  uint8_t pad3_[64 - 13];
 } ebb_page_t;
 
-_Static_assert(sizeof(ebb_page_t) == 128, "page descriptor is two cache lines");
-_Static_assert(offsetof(ebb_page_t, thread_free) == 64, "remote frees touch the second line");
+_Static_assert(sizeof(ebb_page_t) == 256, "page descriptor is four cache lines");
+_Static_assert(offsetof(ebb_page_t, start) == 64 && offsetof(ebb_page_t, thread_free) == 128 &&
+                   offsetof(ebb_page_t, purged) == 192,
+               "one line per kind of writer");
 
 enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
 /* Thread ids are aligned addresses: bit 0 is free to mark a detached page,
@@ -314,6 +328,11 @@ typedef struct ebb_heap {
    * thread frees the class but does not allocate it (bypass: its frees go
    * straight back, until its slow path serves the class). */
   uint64_t foreign_overflowed, foreign_bypass;
+  /* Bit c: a block of class c came into the cache from another thread's
+   * page since the cache last ran dry (free_foreign sets it); a cache that
+   * runs dry with it set is refilled from this thread's pages, one that
+   * runs dry without it closes (alloc.c, foreign_cache_refill). */
+  uint64_t foreign_fed;
   ebb_page_t foreign[EBB_FOREIGN_CLASSES];
   /* Sampling on (sample.c): bytes to the next sample, per foreign-cache
    * class (0: not drawn yet); the cache then holds the grants (alloc.c). */
@@ -323,10 +342,11 @@ typedef struct ebb_heap {
   uint64_t prof_direct;
   ebb_page_t *prof_page[EBB_FOREIGN_CLASSES];
   uint32_t prof_mark[EBB_FOREIGN_CLASSES];
-  /* Blocks granted into class c's foreign cache since it last ran dry:
-   * room above the cache's limit, which its foreign frees alone must fill
-   * before it counts as full (else a consumer is never seen as one). */
-  uint32_t prof_granted[EBB_FOREIGN_CLASSES];
+  /* Blocks granted into class c's foreign cache (by a refill, or by the
+   * sampler) since it last ran dry: room above the cache's limit, which its
+   * foreign frees alone must fill before it counts as full (else a
+   * consumer is never seen as one). */
+  uint32_t foreign_granted[EBB_FOREIGN_CLASSES];
   /* statistics, written by the owner */
   uint64_t stat_allocs[EBB_CLASS_COUNT];
   uint64_t stat_remote_frees;
@@ -395,10 +415,10 @@ EBB_INLINE ebb_segment_t *segment_of(const void *p) {
   return (ebb_segment_t *)((uintptr_t)p & ~(uintptr_t)EBB_SEGMENT_MASK);
 }
 /* The head descriptor of the page holding p (p inside a normal segment):
- * slice i's descriptor sits at byte 128 + 128*i of the segment. */
+ * slice i's descriptor sits at byte 128 + 256*i of the segment. */
 EBB_INLINE ebb_page_t *page_of(ebb_segment_t *seg, const void *p) {
-  _Static_assert(sizeof(ebb_page_t) == (1u << (EBB_SLICE_SHIFT - 9)), "descriptor size");
-  uintptr_t at = ((uintptr_t)p >> 9) & ((EBB_SLICES_PER_SEGMENT - 1) * sizeof(ebb_page_t));
+  _Static_assert(sizeof(ebb_page_t) == (1u << (EBB_SLICE_SHIFT - 8)), "descriptor size");
+  uintptr_t at = ((uintptr_t)p >> 8) & ((EBB_SLICES_PER_SEGMENT - 1) * sizeof(ebb_page_t));
   ebb_page_t *page = (ebb_page_t *)((uint8_t *)seg->pages + at);
   return (ebb_page_t *)((uint8_t *)page - page->head_delta);
 }

@@ -412,6 +412,57 @@ static void test_foreign_cache(void) {
   CHECK(page_used(page) == used - FOREIGN_N); /* every block came back */
 }
 
+/* A foreign cache that runs dry while other threads' blocks still come in
+ * is refilled from the thread's own page (a grant), and direct[] keeps
+ * naming it; one that runs dry with none come in since closes. */
+enum { REFILL_SIZE = 80 };
+static void *refill_block;
+static void *refill_user(void *arg) {
+  (void)arg;
+  void *own = ebb_malloc(8); /* the thread gets a heap */
+  ebb_heap_t *heap = ebb_tls_heap;
+  unsigned cls = size_class_of(REFILL_SIZE);
+  uint64_t bit = (uint64_t)1 << cls;
+  ebb_page_t *cache = &heap->foreign[cls];
+  ebb_free(refill_block); /* opens the cache */
+  CHECK((heap->foreign_active & bit) && (heap->foreign_fed & bit));
+  CHECK(ebb_malloc(REFILL_SIZE) == refill_block);
+  void *mine = ebb_malloc(REFILL_SIZE); /* dry, fed: a refill */
+  ebb_page_t *page = page_of(segment_of(mine), mine);
+  CHECK(page->owner_thread == heap->thread_id);
+  CHECK(heap->foreign_active & bit);
+  CHECK(heap->direct[REFILL_SIZE] == cache);
+  CHECK(!(heap->foreign_fed & bit));
+  uint32_t granted = heap->foreign_granted[cls];
+  CHECK(granted >= 1 && granted <= 32 && cache->free != NULL);
+  uint32_t used = page_used(page); /* the grant counts as used in its page */
+  void *popped[64];
+  for (uint32_t i = 0; i < granted; i++) {
+    popped[i] = ebb_malloc(REFILL_SIZE);
+    CHECK(page_of(segment_of(popped[i]), popped[i]) == page);
+  }
+  CHECK(cache->free == NULL && page_used(page) == used);
+  /* Dry again, nothing fed since: the cache closes. */
+  void *next = ebb_malloc(REFILL_SIZE);
+  CHECK(!(heap->foreign_active & bit));
+  CHECK(heap->direct[REFILL_SIZE] != cache);
+  CHECK(page_of(segment_of(next), next) == page);
+  for (uint32_t i = 0; i < granted; i++) ebb_free(popped[i]);
+  ebb_free(next);
+  ebb_free(mine);
+  CHECK(page_used(page) == used - granted - 1);
+  ebb_free(refill_block);
+  ebb_free(own);
+  return NULL;
+}
+
+static void test_foreign_cache_refill(void) {
+  refill_block = ebb_malloc(REFILL_SIZE);
+  pthread_t t;
+  pthread_create(&t, NULL, refill_user, NULL);
+  pthread_join(t, NULL);
+}
+
 /* The profiler's unwinder (unwind.c) against glibc's backtrace(): from the
  * second frame on (the first is each one's own call site) the same return
  * addresses, through frames of every shape: rsp-based, rbp-based (a
@@ -502,6 +553,7 @@ static void test_unwind(void) { /* musl: stacks follow frame pointers (sample.c)
 int main(void) {
   test_unwind();
   test_foreign_cache();
+  test_foreign_cache_refill();
   test_remote_free_into_full_page();
   test_remote_free_count();
   test_empty_current_page_retired();
