@@ -94,7 +94,10 @@ def cache_mib(port):
         return None
 
 
-def run_one(name, args, logfile):
+def run_one(name, args, logfile, tag=None):
+    """One load run against allocator `name`; its files are <tag>.* (the
+    name, or name.rN when there are several rounds)."""
+    tag = tag or name
     binary, extra_env, preload, _ = ALLOCATORS[name]
     env = dict(os.environ, **extra_env)
     if preload:
@@ -103,7 +106,7 @@ def run_one(name, args, logfile):
            "--cache-mb", str(args.cache_mb)]
     if name == "ebb-collect-idle":
         cmd += ["--collect-idle-ms", "10"]
-    server_log = open(args.out / f"{name}.server.log", "w")
+    server_log = open(args.out / f"{tag}.server.log", "w")
     server = subprocess.Popen(cmd, env=env, stdout=server_log, stderr=subprocess.STDOUT)
     for _ in range(100):
         try:
@@ -132,7 +135,7 @@ def run_one(name, args, logfile):
             cpu_during_load = (cpu_seconds(server.pid) or 0) - (cpu_at_start or 0)
             end_of_load_cache = cache_mib(args.port)
             try:   # ebb's own view (live, resident, free) when the load stops
-                (args.out / f"{name}.metrics-end-of-load.txt").write_text(http_get(args.port, "/metrics"))
+                (args.out / f"{tag}.metrics-end-of-load.txt").write_text(http_get(args.port, "/metrics"))
             except Exception:
                 pass
         if state == "idle" and time.monotonic() - start >= load_end + args.idle:
@@ -161,9 +164,9 @@ def run_one(name, args, logfile):
         server.wait()
     server_log.close()
     if metrics:
-        (args.out / f"{name}.metrics.txt").write_text(metrics)
+        (args.out / f"{tag}.metrics.txt").write_text(metrics)
 
-    with open(args.out / f"{name}.csv", "w", newline="") as f:
+    with open(args.out / f"{tag}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["seconds", "rss_mib", "cache_mib", "state"])
         for t, rss, cache, st in samples:
@@ -190,6 +193,28 @@ def run_one(name, args, logfile):
     return result
 
 
+def median(values):
+    v = sorted(values)
+    if not v:
+        return None
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def combine(name, runs):
+    """One allocator's rounds as one result: the median of every measured
+    figure over the rounds that did not crash (their count in "rounds")."""
+    ok = [r for r in runs if not r["crashed"] and "rps" in r]
+    if not ok:
+        return dict(runs[0], rounds=0)
+    out = {"name": name, "crashed": None, "rounds": len(ok), "runs": runs}
+    for k in ok[0]:
+        if k in ("name", "crashed"):
+            continue
+        vals = [r[k] for r in ok if isinstance(r.get(k), (int, float))]
+        out[k] = median(vals) if vals else ok[0][k]
+    return out
+
+
 def ratio(value, base):
     return f"{value / base:.2f}x" if value and base else "-"
 
@@ -205,6 +230,9 @@ def write_table(results, args):
         "follow the core count); mimalloc, tcmalloc and ebb have no such setting. "
         "Peak RSS is the kernel's high-water mark (VmHWM); \"cached\" is what the service's cache holds "
         "by its own count (record capacities + 64 B each), the floor RSS could get down to.",
+        "" if args.runs == 1 else
+        f"Each figure is the median of {args.runs} interleaved rounds (the allocators' order rotated "
+        "each round); server CPU is the server process's user + system time over the load.",
         "",
         "| allocator | settings | requests/s | p50 ms | p99 ms | server CPU µs/request | peak RSS MiB | "
         "RSS end of load | RSS after idle | cached MiB (end of load / after idle) | "
@@ -212,7 +240,7 @@ def write_table(results, args):
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
-        note = ALLOCATORS[r["name"]][3]
+        note = ALLOCATORS[r["name"]][3] if r["name"] in ALLOCATORS else "preloaded (--extra)"
         if r["crashed"] or "rps" not in r:
             lines.append(f"| {r['name']} | {note} | {r['crashed'] or 'no wrk result'} | | | | | | | | | | |")
             continue
@@ -290,6 +318,11 @@ def main():
     p.add_argument("--report-every", type=int, default=20000,
                    help="one /report (16-64 MiB working set) per this many requests (20000)")
     p.add_argument("--port", type=int, default=18080)
+    p.add_argument("--runs", type=int, default=1,
+                   help="interleaved rounds; the table shows each figure's median (1)")
+    p.add_argument("--extra", default="",
+                   help='more allocators preloaded into the system binary: "NAME=PATH ..." '
+                        "(a hand-built mimalloc v3 or snmalloc)")
     p.add_argument("--only", help="comma-separated allocators (default: " + ",".join(DEFAULT_ORDER) + ")")
     p.add_argument("--out", type=Path, default=ROOT / "build" / "demo",
                    help="results folder (build/demo, ignored by git; `make demo-publish` copies "
@@ -299,13 +332,19 @@ def main():
     args = p.parse_args()
     if args.redraw:
         saved = json.loads((args.out / "results.json").read_text())
-        for k in ("duration", "idle", "phases", "workers", "connections", "cache_mb"):
-            setattr(args, k, saved["args"][k])
+        for k in ("duration", "idle", "phases", "workers", "connections", "cache_mb", "runs"):
+            setattr(args, k, saved["args"].get(k, getattr(args, k)))
         write_table(saved["results"], args)
         write_chart(saved["results"], args)
         return 0
 
-    names = args.only.split(",") if args.only else DEFAULT_ORDER
+    names = args.only.split(",") if args.only else list(DEFAULT_ORDER)
+    for spec in args.extra.split():
+        name, _, path = spec.partition("=")
+        if not name or not path:
+            raise SystemExit(f"--extra: expected NAME=PATH, got {spec!r}")
+        ALLOCATORS[name] = ("system", {}, Path(path).resolve(), f"LD_PRELOAD={path}")
+        names.append(name)
     for n in names:
         if n not in ALLOCATORS:
             raise SystemExit(f"unknown allocator {n}; known: {', '.join(ALLOCATORS)}")
@@ -321,10 +360,16 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "run.log", "w") as logfile:
         log(f"demo: {' '.join(sys.argv[1:]) or '(defaults)'}; allocators {', '.join(runnable)}", logfile)
-        results = []
-        for n in runnable:
-            results.append(run_one(n, args, logfile))
-            time.sleep(2)
+        rounds = {n: [] for n in runnable}
+        for k in range(args.runs):
+            shift = k % len(runnable) if runnable else 0
+            for n in runnable[shift:] + runnable[:shift]:
+                tag = n if args.runs == 1 else f"{n}.r{k + 1}"
+                rounds[n].append(run_one(n, args, logfile, tag))
+                if args.runs > 1 and k == 0:   # the chart draws the first round
+                    shutil.copyfile(args.out / f"{tag}.csv", args.out / f"{n}.csv")
+                time.sleep(2)
+        results = [combine(n, rounds[n]) if args.runs > 1 else rounds[n][0] for n in runnable]
         table = write_table(results, args)
         log(table, logfile)
     run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -427,11 +427,26 @@ static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
 static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page);
 static EBB_NOINLINE void page_after_full_free(ebb_heap_t *heap, ebb_page_t *page);
 
+/* Without a purger thread, decay runs from these calls (every 64th, and
+ * at most once a tick): the allocation slow path, and the free that
+ * empties a page.  The second, since the owner's frees went onto `free`:
+ * a loop over a few blocks then never runs its list dry, and with only the
+ * slow path counting, a 270 MiB burst freed beside such a loop stayed
+ * resident (t_purge burst_calls). */
+static EBB_NOINLINE void purge_inline_count(ebb_heap_t *heap) {
+  if ((++heap->slow_calls & 63) == 0) purge_notify();
+}
+static inline void purge_inline_tick(ebb_heap_t *heap) {
+  if (unlikely(atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed))) purge_inline_count(heap);
+}
+
 void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
   /* The common case first: the class's current small page is empty again
-   * (a malloc/free loop); it stays, marked for the retire check. */
+   * (a malloc/free loop); it stays, marked for the retire check.  (The
+   * tick last, as a tail call: no stack frame on this path.) */
   if (page->used_minus_one == -1 && page_kept_when_empty(heap, page)) {
     heap->empty_current |= (uint64_t)1 << page->class_idx;
+    purge_inline_tick(heap);
     return;
   }
   if (page_marked_full(page)) page_after_full_free(heap, page);
@@ -447,10 +462,11 @@ static EBB_NOINLINE void page_after_full_free(ebb_heap_t *heap, ebb_page_t *page
 }
 
 static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t *page) {
+  purge_inline_tick(heap);
   uint32_t used = page_used(page);
   if (used == UINT32_MAX) {
     page->used_minus_one++;
-    ebb_fatal_pointer("free", page->local_free, "double free (block freed twice)");
+    ebb_fatal_pointer("free", page_last_owned_free(page), "double free (block freed twice)");
   }
   if (page_marked_full(page)) page_unfull(heap, page);
   if (page->sparse_at) {
@@ -502,10 +518,7 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) != 0)
     heap_handle_remote_full(heap);
-  /* Without a purger thread, decay runs from here (at most once a tick). */
-  if (unlikely(atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) &&
-      (++heap->slow_calls & 63) == 0)
-    purge_notify();
+  purge_inline_tick(heap);
   if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms_coarse();
   /* The thread allocates this class after all: its foreign frees of it
    * are worth keeping again (alloc.c). */
