@@ -210,10 +210,7 @@ EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
       ebb_heap_t *heap = heap_for_alloc();
       if (heap == NULL) return NULL;
       if (heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
-      void *block = page_alloc_slow(heap, size, cls, zero);
-      /* it may have refilled a page the fast path pops while sampling */
-      if (unlikely((heap->prof_direct >> cls) & 1)) heap_direct_refresh(heap, cls);
-      return block;
+      return page_alloc_slow(heap, size, cls, zero);
     }
   }
   ebb_init();
@@ -348,9 +345,24 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
  * cut off the front of the page's free list in one piece, into class cls's
  * cache, which had run dry (opened if closed; direct[] is the caller's).
  * They count as used in their page, as the cache's blocks do. */
-static uint32_t foreign_cache_grant(ebb_heap_t *heap, unsigned cls, ebb_page_t *page, uint32_t max) {
+static void foreign_cache_put(ebb_heap_t *heap, unsigned cls, ebb_page_t *page, ebb_block_t *first,
+                              uint32_t granted) {
   ebb_page_t *cache = &heap->foreign[cls];
   uint64_t bit = (uint64_t)1 << cls;
+  page->used_minus_one += (int32_t)granted;
+  if (!(heap->foreign_active & bit)) { /* open it */
+    foreign_cache_rebase(heap, cls, 0);
+    cache->block_size = page->block_size;
+    cache->class_idx = (uint8_t)cls;
+    heap->foreign_active |= bit;
+  } else if (unlikely(cache->capacity >= ((uint32_t)1 << 30))) {
+    foreign_cache_rebase(heap, cls, 0); /* keep its counters from wrapping */
+  }
+  cache->free = first;
+  cache->capacity += granted;
+  heap->foreign_granted[cls] = granted; /* the cache had run dry: nothing older is in it */
+}
+static uint32_t foreign_cache_grant(ebb_heap_t *heap, unsigned cls, ebb_page_t *page, uint32_t max) {
   ebb_block_t *first = page->free, *last = first, *next;
 #if EBB_SECURE
   if (unlikely(!page_is_block_start(page, first))) secure_check_popped(page, first);
@@ -365,18 +377,7 @@ static uint32_t foreign_cache_grant(ebb_heap_t *heap, unsigned cls, ebb_page_t *
   }
   page->free = block_next(last);
   block_set_next(last, NULL);
-  page->used_minus_one += (int32_t)granted;
-  if (!(heap->foreign_active & bit)) { /* open it */
-    foreign_cache_rebase(heap, cls, 0);
-    cache->block_size = page->block_size;
-    cache->class_idx = (uint8_t)cls;
-    heap->foreign_active |= bit;
-  } else if (unlikely(cache->capacity >= ((uint32_t)1 << 30))) {
-    foreign_cache_rebase(heap, cls, 0); /* keep its counters from wrapping */
-  }
-  cache->free = first;
-  cache->capacity += granted;
-  heap->foreign_granted[cls] = granted; /* the cache had run dry: nothing older is in it */
+  foreign_cache_put(heap, cls, page, first, granted);
   return granted;
 }
 
@@ -414,20 +415,22 @@ static EBB_NOINLINE void *foreign_cache_refill(ebb_heap_t *heap, size_t size, un
  * 1 KiB is counted without an instruction on the fast path.  Each class has
  * a countdown of its own (heap->prof_left: the classes' Poisson processes
  * together are one over all the bytes), and the fast path is given, by the
- * class's direct[] entries, only blocks that cannot reach the next sample:
- * - while more than a whole page's bytes are left, the class's page itself
- *   (its list can hand out at most that much before the slow path comes
- *   back: nothing refills it but the slow path); what it handed out is its
- *   alloc_count past the mark taken then (prof_direct, prof_mark);
- * - nearer, a grant: the first blocks of the page's list, up to the block
- *   before the sample, cut off into the class's foreign cache, charged when
- *   made (blocks still in it when the cache is emptied are given back to
- *   the count: foreign_cache_return).  Blocks this thread frees into the
- *   cache from other threads' pages are charged as they come in
- *   (free_foreign).
- * The allocation that finds its list empty comes here and is charged its
- * block: if that crosses zero it is the sampled one.  With a page 64 KiB
- * and the rate 512 KiB, nine refills in ten are of the first kind.
+ * class's direct[] entries, only blocks that cannot reach the next sample,
+ * as grants cut off the class's page into its foreign cache, charged when
+ * made (blocks still in it when the cache is emptied are given back to the
+ * count: foreign_cache_return):
+ * - while more than a whole page's bytes are left, the page's whole free
+ *   list, in one piece (its length is known: no walk);
+ * - nearer, its first blocks, up to the block before the sample.
+ * Blocks this thread frees into the cache from other threads' pages are
+ * charged as they come in (free_foreign); the owner's frees of granted
+ * blocks go to their page, not the cache, so a grant hands out no more
+ * than it was charged.  The allocation that finds the cache empty comes
+ * here and is charged its block: if that crosses zero it is the sampled
+ * one.  With a page 64 KiB and the rate 512 KiB, nine grants in ten are of
+ * the first kind.  (The first kind was the page itself, named by direct[],
+ * while its list could hand out no more than a page before the slow path
+ * came back; the owner's frees now refill that list.)
  * Measured (make bench, 32 workloads, sampling on / off): the first design,
  * every allocation through alloc_generic (direct[] naming the empty page),
  * 1.14x geometric mean (tight loops 1.4-1.6x); grants alone, 1.14x
@@ -435,23 +438,10 @@ static EBB_NOINLINE void *foreign_cache_refill(ebb_heap_t *heap, size_t size, un
  * this, 1.08x with glibc's backtrace() for the stacks, 1.01x with ebb's own
  * unwinder and a consumer's cache left to fill (README). */
 
-/* The class's count, less what its page handed out in direct mode since
- * the mark (then no longer in direct mode: the caller decides again, and
- * sets direct[] before it returns to the program; not here, since most
- * often it gives the same page again, and setting a class's entries twice
- * on every refill of its list cost more than the rest of sampling in the
- * tight loops). */
-EBB_INLINE int64_t sample_count_settled(ebb_heap_t *heap, unsigned cls, int64_t block_size) {
+/* The class's count: bytes to its next sample. */
+EBB_INLINE int64_t sample_count_settled(ebb_heap_t *heap, unsigned cls) {
   int64_t left = heap->prof_left[cls];
   if (left == 0) left = sample_distance(); /* the class's first use: start its count */
-  uint64_t bit = (uint64_t)1 << cls;
-  if (heap->prof_direct & bit) {
-    heap->prof_direct &= ~bit;
-    uint32_t now = heap->prof_page[cls]->alloc_count, mark = heap->prof_mark[cls];
-    uint32_t handed = now >= mark ? now - mark : now; /* its count was harvested meanwhile */
-    left -= (int64_t)handed * block_size;
-    if (left < 1) left = 1;
-  }
   return left;
 }
 
@@ -461,7 +451,7 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   if (cache->free != NULL && (heap->foreign_active & bit))
     return page_take(cache, size, zero); /* realloc or calloc's overflow path: already charged */
   int64_t block_size = (int64_t)class_size(cls);
-  int64_t left = sample_count_settled(heap, cls, block_size) - block_size;
+  int64_t left = sample_count_settled(heap, cls) - block_size;
   if (unlikely(left <= 0)) {
     left = sample_distance();
     if (sample_allowed()) {
@@ -497,14 +487,18 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
     heap_direct_refresh(heap, cls);
     return block;
   }
-  /* The page itself, if it cannot reach the sample (the foreign cache,
-   * empty, is closed for that). */
-  if (left > (int64_t)page->reserved * block_size) {
-    if (heap->foreign_active & bit) foreign_cache_shut(heap, cls); /* direct[] is set just below */
-    heap->prof_direct |= bit;
-    heap->prof_page[cls] = page;
-    heap->prof_mark[cls] = page->alloc_count;
-    heap_direct_set(heap, cls, page);
+  /* The page's whole list, if a whole page cannot reach the sample and the
+   * list's length is known (nothing waits on local_free: it is capacity
+   * less used), cut off in one piece, without a walk.  It was the page
+   * itself, named by direct[] until the slow path came back, which it did
+   * within a page's bytes; since the owner's frees go onto `free`
+   * (page_push_owned), a loop could take blocks from it for ever, uncounted. */
+  if (left > (int64_t)page->reserved * block_size && page->local_free == NULL) {
+    uint32_t whole = page->capacity - page_used(page);
+    page->free = NULL;
+    foreign_cache_put(heap, cls, page, first, whole);
+    heap->prof_left[cls] = left - (int64_t)whole * block_size;
+    heap_direct_refresh(heap, cls); /* names the cache */
     return block;
   }
   /* Else a grant: the first blocks of the page's list, up to the block
@@ -538,7 +532,7 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
    * would reach the next sample goes back instead, so that the allocation
    * that crosses it comes to alloc_small_sampled. */
   if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) {
-    int64_t left = sample_count_settled(heap, cls, (int64_t)page->block_size);
+    int64_t left = sample_count_settled(heap, cls);
     if (left <= (int64_t)page->block_size) {
       heap->prof_left[cls] = left;
       heap_direct_refresh(heap, cls); /* out of direct mode, if it was */
@@ -1020,9 +1014,6 @@ EBB_EXPORT void ebb_collect(bool force) {
   }
   ebb_heap_t *heap = force && !thread_exited() ? heap_for_alloc() : ebb_tls_heap;
   if (heap == NULL || heap == &ebb_empty_heap) return;
-  /* Collecting refills pages the fast path may pop while sampling: those
-   * classes come back to alloc_small_sampled first. */
-  for (uint64_t d = heap->prof_direct; d != 0; d &= d - 1) heap_direct_refresh(heap, (unsigned)__builtin_ctzll(d));
   if (force) segments_reclaim_all(heap);
   heap_collect(heap, force);
   if (force) purge_all_now(); /* every free slice, sparse page and cached huge mapping */

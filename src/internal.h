@@ -338,11 +338,6 @@ typedef struct ebb_heap {
   /* Sampling on (sample.c): bytes to the next sample, per foreign-cache
    * class (0: not drawn yet); the cache then holds the grants (alloc.c). */
   int64_t prof_left[EBB_FOREIGN_CLASSES];
-  /* Bit c: class c's direct[] names prof_page[c], which cannot hold the
-   * class's next sample; its pops since are its alloc_count past prof_mark[c]. */
-  uint64_t prof_direct;
-  ebb_page_t *prof_page[EBB_FOREIGN_CLASSES];
-  uint32_t prof_mark[EBB_FOREIGN_CLASSES];
   /* Blocks granted into class c's foreign cache (by a refill, or by the
    * sampler) since it last ran dry: room above the cache's limit, which its
    * foreign frees alone must fill before it counts as full (else a

@@ -3,6 +3,9 @@
  * the slice-run search.  Linked with build/libebb.a. */
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -550,6 +553,36 @@ static void test_unwind(void) { /* musl: stacks follow frame pointers (sample.c)
 }
 #endif
 
+/* While sampling, a loop that frees a block and takes it straight back
+ * (the owner's frees go onto the page's free list) is still counted: the
+ * profile's estimate of the bytes allocated is about what the loop
+ * allocated.  When the fast path was given the page itself, such a loop
+ * ran uncounted for ever: the estimate was 0 for 10 million allocations. */
+static void test_sampling_counts_recycled_blocks(void) {
+  enum { N = 1000000, SIZE = 64 };
+  ebb_prof_start(64 << 10);
+  void *keep = ebb_malloc(SIZE);
+  for (long i = 0; i < N; i++) {
+    void *p = ebb_malloc(SIZE);
+    *(volatile char *)p = 1;
+    ebb_free(p);
+  }
+  char path[] = "/tmp/ebb_unit_prof_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd >= 0) close(fd);
+  CHECK(ebb_prof_dump(path) == 0);
+  ebb_prof_stop();
+  ebb_free(keep);
+  FILE *f = fopen(path, "r");
+  unsigned long long live_n = 0, live_b = 0, all_n = 0, all_b = 0;
+  CHECK(f != NULL && fscanf(f, "heap profile: %llu: %llu [%llu: %llu]", &live_n, &live_b, &all_n, &all_b) == 4);
+  if (f) fclose(f);
+  unlink(path);
+  unsigned long long want = (unsigned long long)N * SIZE;
+  CHECK(all_b > want / 2 && all_b < want * 2);
+}
+
 int main(void) {
   test_unwind();
   test_foreign_cache();
@@ -566,5 +599,6 @@ int main(void) {
   test_block_start_check();
   test_block_start_far();
   test_find_free_run();
+  test_sampling_counts_recycled_blocks(); /* last: it turns sampling on */
   TEST_DONE();
 }
