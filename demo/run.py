@@ -344,7 +344,8 @@ def main():
         if not name or not path:
             raise SystemExit(f"--extra: expected NAME=PATH, got {spec!r}")
         ALLOCATORS[name] = ("system", {}, Path(path).resolve(), f"LD_PRELOAD={path}")
-        names.append(name)
+        if name not in names:   # also named in --only: run it once
+            names.append(name)
     for n in names:
         if n not in ALLOCATORS:
             raise SystemExit(f"unknown allocator {n}; known: {', '.join(ALLOCATORS)}")
