@@ -341,10 +341,9 @@ static EBB_NOINLINE void foreign_cache_return(ebb_heap_t *heap, unsigned cls) {
   }
 }
 
-/* A grant: up to `max` blocks (at least one; the page's list is not empty)
- * cut off the front of the page's free list in one piece, into class cls's
- * cache, which had run dry (opened if closed; direct[] is the caller's).
- * They count as used in their page, as the cache's blocks do. */
+/* A list of `granted` blocks of `page`, cut off its free list, into class
+ * cls's cache, which had run dry (opened if closed; direct[] is the
+ * caller's).  They count as used in their page, as the cache's blocks do. */
 static void foreign_cache_put(ebb_heap_t *heap, unsigned cls, ebb_page_t *page, ebb_block_t *first,
                               uint32_t granted) {
   ebb_page_t *cache = &heap->foreign[cls];
@@ -362,6 +361,8 @@ static void foreign_cache_put(ebb_heap_t *heap, unsigned cls, ebb_page_t *page, 
   cache->capacity += granted;
   heap->foreign_granted[cls] = granted; /* the cache had run dry: nothing older is in it */
 }
+/* A grant: up to `max` blocks (at least one; the page's list is not empty)
+ * cut off the front of the page's free list in one piece, into the cache. */
 static uint32_t foreign_cache_grant(ebb_heap_t *heap, unsigned cls, ebb_page_t *page, uint32_t max) {
   ebb_block_t *first = page->free, *last = first, *next;
 #if EBB_SECURE
@@ -439,7 +440,7 @@ static EBB_NOINLINE void *foreign_cache_refill(ebb_heap_t *heap, size_t size, un
  * unwinder and a consumer's cache left to fill (README). */
 
 /* The class's count: bytes to its next sample. */
-EBB_INLINE int64_t sample_count_settled(ebb_heap_t *heap, unsigned cls) {
+EBB_INLINE int64_t sample_left(ebb_heap_t *heap, unsigned cls) {
   int64_t left = heap->prof_left[cls];
   if (left == 0) left = sample_distance(); /* the class's first use: start its count */
   return left;
@@ -451,7 +452,7 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   if (cache->free != NULL && (heap->foreign_active & bit))
     return page_take(cache, size, zero); /* realloc or calloc's overflow path: already charged */
   int64_t block_size = (int64_t)class_size(cls);
-  int64_t left = sample_count_settled(heap, cls) - block_size;
+  int64_t left = sample_left(heap, cls) - block_size;
   if (unlikely(left <= 0)) {
     left = sample_distance();
     if (sample_allowed()) {
@@ -532,10 +533,10 @@ static EBB_NOINLINE void free_foreign(ebb_heap_t *heap, ebb_segment_t *seg, ebb_
    * would reach the next sample goes back instead, so that the allocation
    * that crosses it comes to alloc_small_sampled. */
   if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) {
-    int64_t left = sample_count_settled(heap, cls);
+    int64_t left = sample_left(heap, cls);
     if (left <= (int64_t)page->block_size) {
       heap->prof_left[cls] = left;
-      heap_direct_refresh(heap, cls); /* out of direct mode, if it was */
+      heap_direct_refresh(heap, cls); /* sampling may have started since direct[] was set */
       free_remote(seg, page, block);
       return;
     }
