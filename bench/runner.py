@@ -413,6 +413,8 @@ def build_workloads(quick, only):
         c_workload("prodcons", 8 * n, s))
     add("thread_churn", "rounds of 10 short-lived threads, one small object each",
         c_workload("thread_churn", 10, s))
+    add("thread_task", "a long-lived thread beside a new thread per round, blocks swapped between them",
+        c_workload("thread_churn", 2, s, args=("-m", "task")))
     add("thread_pool", "5000 short-lived threads, 32 at a time, on a 70 MiB shared pool; "
         "idle RSS after all is freed",
         lambda lib: pool_metrics(c_workload("thread_churn", 32, s, sample=True,

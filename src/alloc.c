@@ -175,6 +175,7 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
   if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
   if (heap == NULL) return NULL;
+  heap_note_active(heap);
   /* The foreign cache: realloc comes here with blocks in it; the fast path
    * when it ran dry, to point direct[] back at the class's pages. */
   if (cls < EBB_FOREIGN_CLASSES && unlikely((heap->foreign_active >> cls) & 1)) {
@@ -739,6 +740,12 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
     huge_free(seg, page);
     return;
   }
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (owner == 0 && heap->is_live && heap->segments == NULL && heap->segments_full == NULL &&
+      segment_reclaim_on_free(heap, seg)) {
+    free_local(page, p);
+    return;
+  }
   if (page->class_idx < EBB_FOREIGN_CLASSES) {
     /* A thread whose first call frees a block of an exited thread (a
      * fresh worker of a pool handed its predecessors' blocks) gets its
@@ -748,15 +755,26 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
      * owner's block: xmalloc-4t, whose consumers only free what live
      * threads make, ran 1.13-1.27x longer with them given heaps (medians
      * of 8 and 6 runs), though their frees go straight back once they are
-     * seen not to allocate. */
-    ebb_heap_t *heap = ebb_tls_heap;
+     * seen not to allocate.  Nor into a quiet owner's page (internal.h,
+     * ebb_heap_t.quiet), nor an exited thread's: that block goes back to
+     * its page, else a block this thread allocated from the cache stayed
+     * the other's, and so did each of its later frees.  (A thread with no
+     * segment of its own took the exited thread's over, above.) */
     if (unlikely(heap == &ebb_empty_heap) && owner == 0 && !ebb_heap_exited) {
       heap = heap_get_or_create();
       if (heap == NULL) heap = &ebb_empty_heap;
+      if (heap->is_live && segment_reclaim_on_free(heap, seg)) {
+        free_local(page, p);
+        return;
+      }
     }
     if (heap->is_live && !((heap->foreign_bypass >> page->class_idx) & 1)) {
-      free_foreign(heap, seg, page, p);
-      return;
+      heap_note_active(heap);
+      ebb_heap_t *owner_heap = atomic_load_explicit(&seg->owner, memory_order_relaxed);
+      if (owner_heap != NULL && !atomic_load_explicit(&owner_heap->quiet, memory_order_relaxed)) {
+        free_foreign(heap, seg, page, p);
+        return;
+      }
     }
   }
   free_remote(seg, page, p);

@@ -234,6 +234,8 @@ static ebb_heap_t *heap_new(bool *fresh) {
  * so its 8 KiB stay untouched too. */
 static void heap_reset(ebb_heap_t *heap, bool fresh, bool shared) {
   if (!fresh) memset(heap, 0, offsetof(ebb_heap_t, all_next)); /* the rest outlives threads */
+  atomic_store_explicit(&heap->active, 1, memory_order_relaxed); /* a new thread is not quiet */
+  atomic_store_explicit(&heap->quiet, 0, memory_order_relaxed);
   if (!shared)
     for (size_t i = 0; i < EBB_DIRECT_COUNT; i++) heap->direct[i] = &ebb_empty_page;
 }

@@ -278,6 +278,10 @@ typedef struct ebb_segment {
   /* Abandoned (no owner): the purger's.  When it last took in frees to the
    * segment's pages, and whether it has purged their free memory since. */
   uint8_t abandoned_purged;
+  /* On the abandoned list itself (under abandoned_lock): a thread freeing
+   * into it may adopt it there and then (segment_reclaim_on_free); not
+   * while the purger has the list out. */
+  uint8_t abandoned_listed;
   uint32_t abandoned_stamp;
   uint8_t pad_[128 - 100];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
@@ -361,7 +365,33 @@ typedef struct ebb_heap {
   _Atomic(ebb_block_t *) medium_cache[EBB_MEDIUM_CACHE_CLASSES];
   _Atomic uint32_t medium_cache_ops;    /* bumped by the owner: the purger's idle test */
   uint32_t medium_cache_seen;           /* the purger's: the count at its last pass */
+  /* active: the owner went past its fast paths (heap_note_active) since
+   * the purger's last pass, which clears it.  A live thread with no such
+   * call for four passes (the decay) is quiet (set by the purger, cleared by the
+   * owner's next such call): other threads' frees into its pages then go
+   * straight back to them (their remote lists), not into the freer's
+   * foreign cache.  Held there, a block the freer then allocated stayed
+   * another thread's, so each of its later frees was remote too, for
+   * good: in mimalloc-bench's larson, whose main thread allocates every
+   * block and then sleeps while the workers replace them, 21-47% of all
+   * frees went that way, and the foreign caches' refills and switches took
+   * a fifth of the time.  Both on a line of their own, read by every such
+   * free and written at most once a pass: on the medium cache's line, and
+   * a count bumped on every call, made larson-2t 16% slower. */
+  _Alignas(64) _Atomic uint8_t active;
+  _Atomic uint8_t quiet;
+  uint8_t idle_passes; /* the purger's: passes since `active` was last seen set */
 } ebb_heap_t;
+
+/* The owner went past its fast paths: it is not quiet (ebb_heap_t.quiet).
+ * Written only when the purger has cleared `active` or marked it quiet. */
+EBB_INLINE void heap_note_active(ebb_heap_t *heap) {
+  if (unlikely(!atomic_load_explicit(&heap->active, memory_order_relaxed) ||
+               atomic_load_explicit(&heap->quiet, memory_order_relaxed))) {
+    atomic_store_explicit(&heap->active, 1, memory_order_relaxed);
+    atomic_store_explicit(&heap->quiet, 0, memory_order_relaxed);
+  }
+}
 
 /* ---- global state -------------------------------------------------------- */
 extern ebb_page_t ebb_empty_page;
@@ -710,6 +740,12 @@ EBB_INLINE void lock_reset(ebb_lock_t *l) { atomic_store(&l->held, 0); }
 /* ---- segment.c: segments, spans, the pool, abandonment ------------------- */
 int find_free_run(uint64_t used, size_t count); /* first run of `count` clear bits, or -1 */
 ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, bool one_block);
+/* A thread with no segment of its own freeing a block of an abandoned
+ * segment adopts the segment (false: it is not on the abandoned list, e.g.
+ * in the purger's hands). */
+bool segment_reclaim_on_free(ebb_heap_t *heap, ebb_segment_t *seg);
+/* A page from a free run of the heap's own segments only (NULL: none has room). */
+ebb_page_t *segment_page_alloc_owned(ebb_heap_t *heap, size_t slices);
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page);
 void *huge_alloc(size_t size, size_t alignment, bool zero);
 void huge_free(ebb_segment_t *seg, ebb_page_t *page);

@@ -518,6 +518,7 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
 void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   if (atomic_load_explicit(&heap->remote_pending, memory_order_relaxed) != 0)
     heap_handle_remote_full(heap);
+  heap_note_active(heap);
   purge_inline_tick(heap);
   if (heap->is_shared) heap->class_used_at[cls] = os_clock_ms_coarse();
   /* The thread allocates this class after all: its foreign frees of it
@@ -596,14 +597,22 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     }
     page_enqueue(heap, page); /* nothing free after all (cannot happen: it was sparse) */
   }
-  /* Pages of exited threads with room in this class come before a new
-   * page: a thread that lives for a few allocations (a pool that grows and
+  /* A new page: from a free run of the heap's own segments; else pages of
+   * exited threads with room in this class come before a new segment: a
+   * thread that lives for a few allocations (a pool that grows and
    * shrinks, a thread per connection) otherwise opens a page per class it
-   * uses, and each page one of its blocks outlives it stays. */
-  if (!heap->is_shared && segments_reclaim_for_class(heap, cls))
-    return page_alloc_slow(heap, size, cls, zero);
+   * uses, and each page one of its blocks outlives it stays.  Only then:
+   * a thread that kept adopting exited threads' segments while its own had
+   * room held them all (a few live blocks each) and left none for the next
+   * short-lived thread, which mapped a new one (mimalloc-bench's mstress,
+   * a thread per round beside main: 44 segments mapped for under 10 MiB
+   * live). */
   size_t block_size = class_size(cls);
-  page = segment_page_alloc(heap, page_slices_for(block_size), cls > EBB_MEDIUM_CLASS_MAX);
+  size_t slices = page_slices_for(block_size);
+  page = heap->is_shared ? NULL : segment_page_alloc_owned(heap, slices);
+  if (page == NULL && !heap->is_shared && segments_reclaim_for_class(heap, cls))
+    return page_alloc_slow(heap, size, cls, zero);
+  if (page == NULL) page = segment_page_alloc(heap, slices, cls > EBB_MEDIUM_CLASS_MAX);
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;

@@ -457,6 +457,17 @@ static size_t medium_caches_idle(bool force) {
   size_t left = 0;
   for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
        heap = heap->all_next) {
+    /* A thread quiet for four passes (internal.h, ebb_heap_t.quiet): one
+     * pass marked threads of an oversubscribed producer/consumer program
+     * quiet while they waited for a core (prodcons-8+8 10% slower). */
+    if (atomic_load_explicit(&heap->active, memory_order_relaxed)) {
+      atomic_store_explicit(&heap->active, 0, memory_order_relaxed);
+      heap->idle_passes = 0;
+    } else if (heap->idle_passes < 4) {
+      heap->idle_passes++;
+    } else if (heap->is_live && !atomic_load_explicit(&heap->quiet, memory_order_relaxed)) {
+      atomic_store_explicit(&heap->quiet, 1, memory_order_relaxed);
+    }
     uint32_t ops = atomic_load_explicit(&heap->medium_cache_ops, memory_order_relaxed);
     bool idle = force || ops == heap->medium_cache_seen;
     heap->medium_cache_seen = ops;

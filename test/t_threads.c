@@ -11,9 +11,13 @@
  *     (segments of exited threads must be reused);
  *  d  fork while 4 threads allocate (and a fifth keeps creating short-lived
  *     threads): each child must be able to allocate at every scale, free
- *     blocks the parent's threads allocated, and create a thread at once.
+ *     blocks the parent's threads allocated, and create a thread at once;
+ *  e  a long-lived thread beside one new thread a round, blocks passed
+ *     between them through a shared array (mimalloc-bench's mstress shape):
+ *     RSS must not grow round after round (the long-lived thread must not
+ *     hoard the exited threads' segments while each new thread maps one).
  *
- * Usage: t_threads [abcd...]   (default: all parts, run in the order c a b d)
+ * Usage: t_threads [abcde...]   (default: all parts, run in the order c a b d e)
  * Environment:
  *   EBB_TEST_SCALE=small   shrink every part (for valgrind)
  *   EBB_TEST_TIMEOUT=secs  whole-run watchdog (default 300)
@@ -677,6 +681,94 @@ static void part_d(void) {
          atomic_load(&d_worker_ops));
 }
 
+/* ---- e: a long-lived thread beside a thread per round ------------------ */
+#define E_SLOTS 1000
+static _Atomic(unsigned char *) e_slots[E_SLOTS];
+
+static void e_work(uint32_t id, int allocs) {
+  uint64_t rng = 0x5eedull * (id + 3);
+  enum { RING = 2048 };
+  unsigned char *ring[RING] = {0};
+  for (int i = 0; i < allocs; i++) {
+    uint64_t r = test_rand(&rng);
+    size_t n = 8 + (size_t)(r % 505);         /* 8 B .. 512 B: ~40 classes, some seldom used */
+    unsigned big = (unsigned)((r >> 8) % 1000);
+    if (big == 0) n *= 1000;                  /* 0.1%: up to 512 KiB */
+    else if (big < 11) n *= 100;              /* 1%: up to 50 KiB */
+    unsigned char *p = xmalloc(n);
+    blk_fill(p, n, (uint32_t)(r >> 16));
+    unsigned char *old;
+    if ((r >> 20) % 4 == 0) /* a quarter goes to the shared array */
+      old = atomic_exchange(&e_slots[(r >> 24) % E_SLOTS], p);
+    else {
+      size_t k = (size_t)(r >> 24) % RING;
+      old = ring[k];
+      ring[k] = p;
+    }
+    if (old) {
+      blk_check(old, "e");
+      free(old);
+    }
+  }
+  for (size_t k = 0; k < RING; k++)
+    if (ring[k]) {
+      blk_check(ring[k], "e ring");
+      free(ring[k]);
+    }
+}
+
+static void *e_thread(void *arg) {
+  e_work((uint32_t)(uintptr_t)arg, 20000);
+  return NULL;
+}
+
+/* What the allocator holds: the address space ebb maps (a new segment per
+ * round shows there at once, before its pages are written), else RSS. */
+#ifdef EBB_TEST_GLIBC
+#define E_HELD_NAME "RSS"
+static size_t e_held(void) { return test_rss(); }
+#else
+#define E_HELD_NAME "ebb's mapped memory"
+static size_t e_held(void) {
+  ebb_stats_t st;
+  ebb_stats_get(&st);
+  return st.mapped_bytes;
+}
+#endif
+
+static void part_e(void) {
+  int rounds = scale(120, 10);
+  int early_at = rounds / 10;
+  ebb_collect(true);
+  size_t early = 0, fin = 0;
+  for (int r = 0; r < rounds; r++) {
+    pthread_t t;
+    int e;
+    if ((e = pthread_create(&t, NULL, e_thread, (void *)(uintptr_t)(r + 1)))) die_errno("pthread_create", e);
+    e_work(0, 20000); /* the long-lived thread works beside it (e_work frees its ring) */
+    pthread_join(t, NULL);
+    size_t held = e_held();
+    if (r + 1 == early_at) early = held;
+    if (r + 1 > early_at && held > fin) fin = held;
+  }
+  size_t limit = early + early / 2 + 8 * MiB;
+  printf("e: %d rounds of a new thread beside the main one; %s after %d rounds %.1f MiB, highest after that %.1f MiB "
+         "(limit %.1f MiB)\n",
+         rounds, E_HELD_NAME, early_at, (double)early / MiB, (double)fin / MiB, (double)limit / MiB);
+  if (fin > limit) {
+    fprintf(stderr, "e: %s grew from %zu to %zu bytes: exited threads' segments hoarded by the long-lived one?\n",
+            E_HELD_NAME, early, fin);
+    test_failures++;
+  }
+  for (int i = 0; i < E_SLOTS; i++) {
+    unsigned char *p = atomic_exchange(&e_slots[i], NULL);
+    if (p) {
+      blk_check(p, "e final");
+      free(p);
+    }
+  }
+}
+
 /* ---- main ------------------------------------------------------------ */
 static const char *volatile current_part = "startup";
 
@@ -696,7 +788,7 @@ int main(int argc, char **argv) {
   unsigned timeout = to ? (unsigned)atoi(to) : 300;
   signal(SIGALRM, on_alarm);
   alarm(timeout);
-  const char *parts = argc > 1 ? argv[1] : "abcd";
+  const char *parts = argc > 1 ? argv[1] : "abcde";
 
   /* Prove the malloc family is ebb's: ebb_usable_size aborts on a pointer
    * ebb did not hand out (e.g. one from valgrind's replacement malloc). */
@@ -711,7 +803,7 @@ int main(int argc, char **argv) {
     void (*fn)(void);
   } all[] = {/* churn first: its RSS baseline should not include what the
                * exited threads of a and b left behind */
-              {'c', part_c}, {'a', part_a}, {'b', part_b}, {'d', part_d}};
+              {'c', part_c}, {'a', part_a}, {'b', part_b}, {'d', part_d}, {'e', part_e}};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     if (!strchr(parts, all[i].name)) continue;
     static char nm[2];

@@ -25,20 +25,32 @@
  * the threads run) from /proc/self/statm, and last "idle_rss_kib=KIB": what
  * is still resident after the sleep.
  *
+ * -m task models a long-lived thread (an event loop, main) that starts a
+ * worker for each task and keeps working beside it: rounds of T threads
+ * (default 2): main and T-1 new ones each make 20000 allocations of mostly
+ * small blocks (8..512 B, every size alike, so ~40 classes, some seldom
+ * used; 1% up to 50 KiB, 0.1% up to 512 KiB; stamped and written whole),
+ * keep the last 2048 in a ring (a new block frees the one
+ * in its ring slot) and swap every fourth into a random slot of a shared
+ * array of 1000 (freeing what comes out); the new threads free their ring
+ * at the end of the round (and exit, main does not).  60 * SCALE rounds;
+ * the live data stays under 3 MiB.
+ *
  * Measures: the cost of a thread's first and last allocator calls (its
  * heap or cache set up and torn down), and whether memory held by threads
  * that have exited, or freed into their heaps afterwards, is reused and in
- * the end given back.  ops = malloc + free calls (fixed for a given
+ * the end given back (-m task: reused by the next task's thread, not only
+ * by the long-lived one).  ops = malloc + free calls (fixed for a given
  * -t/-s).
  */
 
 #define WL_NAME "thread_churn"
 #define WL_OPTS "m:"
-#define WL_OPTS_USAGE " [-m churn|pool]"
+#define WL_OPTS_USAGE " [-m churn|pool|task]"
 
 #include "wl.h"
 
-enum { MODE_CHURN, MODE_POOL };
+enum { MODE_CHURN, MODE_POOL, MODE_TASK };
 static int g_mode = MODE_CHURN;
 
 static int wl_option(int c, const char *arg)
@@ -49,6 +61,8 @@ static int wl_option(int c, const char *arg)
         g_mode = MODE_CHURN;
     else if (strcmp(arg, "pool") == 0)
         g_mode = MODE_POOL;
+    else if (strcmp(arg, "task") == 0)
+        g_mode = MODE_TASK;
     else
         return 0;
     return 1;
@@ -275,11 +289,128 @@ static uint64_t run_pool(void)
     return ops;
 }
 
+/* ---- -m task ------------------------------------------------------------------ */
+
+#define TASK_ROUNDS 60   /* at SCALE=1 */
+#define TASK_THREADS 2   /* main and one new thread a round, unless -t */
+#define TASK_ALLOCS 20000
+#define TASK_RING 2048
+#define TASK_SLOTS 1000
+#define TASK_MAX ((size_t)512 << 10)
+
+static _Atomic(void *) g_task_slot[TASK_SLOTS];
+
+static size_t task_size(uint64_t *rng)
+{
+    size_t n = rng_range(rng, 8, 512);
+    unsigned r = (unsigned)(rng_next(rng) % 1000);
+    if (r == 0)
+        n *= 1000; /* 0.1%: up to 512 KiB */
+    else if (r < 11)
+        n *= 100;  /* 1%: up to 50 KiB */
+    return n;
+}
+
+static void task_drop(void *p)
+{
+    size_t n = check(p, TASK_MAX);
+    const unsigned char *b = p;
+    if (n > 8 && b[n / 2] != (unsigned char)n)
+        fail("block %p: damaged contents", p);
+    free(p);
+}
+
+/* One round's work on this thread; ring[] is its own (kept by main). */
+static uint64_t task_work(uint64_t *rng, void **ring)
+{
+    uint64_t ops = 0;
+    for (int i = 0; i < TASK_ALLOCS; i++) {
+        size_t n = task_size(rng);
+        unsigned char *p = malloc(n);
+        stamp(p, n);
+        if (n > 8)
+            memset(p + 4, (int)(unsigned char)n, n - 5);
+        ops++;
+        void *old;
+        uint64_t r = rng_next(rng);
+        if (r % 4 == 0) {
+            old = atomic_exchange_explicit(&g_task_slot[(r >> 8) % TASK_SLOTS], p, memory_order_acq_rel);
+        } else {
+            size_t k = (size_t)((r >> 8) % TASK_RING);
+            old = ring[k];
+            ring[k] = p;
+        }
+        if (old) {
+            task_drop(old);
+            ops++;
+        }
+    }
+    return ops;
+}
+
+static uint64_t task_free_ring(void **ring)
+{
+    uint64_t ops = 0;
+    for (size_t k = 0; k < TASK_RING; k++)
+        if (ring[k]) {
+            task_drop(ring[k]);
+            ring[k] = NULL;
+            ops++;
+        }
+    return ops;
+}
+
+static void *task_thread(void *arg)
+{
+    wl_worker_t *w = arg;
+    uint64_t rng = rng_seed(w->iters + 7);
+    void **ring = calloc(TASK_RING, sizeof *ring);
+    if (!ring)
+        fail("out of memory");
+    w->ops += task_work(&rng, ring);
+    w->ops += task_free_ring(ring);
+    free(ring);
+    w->ops += 2;
+    return NULL;
+}
+
+static uint64_t run_task(void)
+{
+    int T = g_threads_given ? g_threads : TASK_THREADS;
+    if (T < 2)
+        T = 2;
+    uint64_t rounds = scaled(TASK_ROUNDS, 1);
+    uint64_t rng = rng_seed(4242), ops = 0;
+    void **ring = calloc(TASK_RING, sizeof *ring);
+    if (!ring)
+        fail("out of memory");
+    wl_workers(T - 1, 0);
+    for (uint64_t r = 0; r < rounds; r++) {
+        for (int i = 0; i < T - 1; i++)
+            g_workers[i].iters = r * (uint64_t)T + (uint64_t)i;
+        wl_start(task_thread);
+        ops += task_work(&rng, ring);
+        ops += task_free_ring(ring);
+        join_threads(g_tids, T - 1);
+    }
+    for (int i = 0; i < T - 1; i++)
+        ops += g_workers[i].ops;
+    free(ring);
+    for (size_t k = 0; k < TASK_SLOTS; k++) {
+        void *p = atomic_load_explicit(&g_task_slot[k], memory_order_relaxed);
+        if (p) {
+            task_drop(p);
+            ops++;
+        }
+    }
+    return ops + 2;
+}
+
 int main(int argc, char **argv)
 {
     g_t0 = now_sec();
     parse_args(argc, argv);
-    uint64_t ops = g_mode == MODE_POOL ? run_pool() : run_churn();
+    uint64_t ops = g_mode == MODE_POOL ? run_pool() : g_mode == MODE_TASK ? run_task() : run_churn();
     wl_put_ops(ops);
     wl_free_workers();
     return 0;
