@@ -15,9 +15,12 @@
  *  e  a long-lived thread beside one new thread a round, blocks passed
  *     between them through a shared array (mimalloc-bench's mstress shape):
  *     RSS must not grow round after round (the long-lived thread must not
- *     hoard the exited threads' segments while each new thread maps one).
+ *     hoard the exited threads' segments while each new thread maps one);
+ *  f  a thread allocates blocks and sleeps; another frees them, allocating
+ *     one block after each free: the sleeper's blocks go back to its pages,
+ *     not into the freer's cache, so none of them comes back to the freer.
  *
- * Usage: t_threads [abcde...]   (default: all parts, run in the order c a b d e)
+ * Usage: t_threads [abcdef...]   (default: all parts, run in the order c a b d e f)
  * Environment:
  *   EBB_TEST_SCALE=small   shrink every part (for valgrind)
  *   EBB_TEST_TIMEOUT=secs  whole-run watchdog (default 300)
@@ -769,6 +772,73 @@ static void part_e(void) {
   }
 }
 
+/* ---- f: a quiet thread's blocks go back to its pages ------------------ */
+#define F_BLOCKS 2000
+static unsigned char *f_blocks[F_BLOCKS];
+static atomic_bool f_stop;
+
+static int f_cmp(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (unsigned char *const *)a, y = (uintptr_t) * (unsigned char *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Frees what the purger decays meanwhile, so that it keeps making passes
+ * (it marks a thread quiet after four passes without its slow path). */
+static void *f_churner(void *arg) {
+  (void)arg;
+  while (!atomic_load(&f_stop)) {
+    unsigned char *p = xmalloc(48 * KiB);
+    memset(p, 1, 48 * KiB);
+    free(p);
+    struct timespec sl = {0, 20000000};
+    nanosleep(&sl, NULL);
+  }
+  return NULL;
+}
+
+static void *f_freer(void *arg) {
+  int *reused = arg;
+  free(xmalloc(64)); /* this thread's heap first */
+  static unsigned char *mine[F_BLOCKS];
+  for (int i = 0; i < F_BLOCKS; i++) { /* one freed, one made, as larson's workers do */
+    blk_check(f_blocks[i], "f");
+    free(f_blocks[i]);
+    mine[i] = xmalloc(64);
+    blk_fill(mine[i], 64, (uint32_t)i);
+    if (bsearch(&mine[i], f_blocks, F_BLOCKS, sizeof f_blocks[0], f_cmp)) (*reused)++;
+  }
+  for (int i = 0; i < F_BLOCKS; i++) free(mine[i]);
+  return NULL;
+}
+
+static void part_f(void) {
+  for (int i = 0; i < F_BLOCKS; i++) {
+    f_blocks[i] = xmalloc(64);
+    blk_fill(f_blocks[i], 64, (uint32_t)i + 7);
+  }
+  qsort(f_blocks, F_BLOCKS, sizeof f_blocks[0], f_cmp); /* the addresses stay valid: only compared */
+  pthread_t churner, freer;
+  int e, reused = 0;
+  atomic_store(&f_stop, false);
+  if ((e = pthread_create(&churner, NULL, f_churner, NULL))) die_errno("pthread_create", e);
+  struct timespec sl = {1, 0}; /* this thread sleeps: quiet after four passes */
+  nanosleep(&sl, NULL);
+  if ((e = pthread_create(&freer, NULL, f_freer, &reused))) die_errno("pthread_create", e);
+  pthread_join(freer, NULL);
+  atomic_store(&f_stop, true);
+  pthread_join(churner, NULL);
+  printf("f: %d of %d blocks a sleeping thread made came back to the thread that freed them\n", reused,
+         F_BLOCKS);
+#ifndef EBB_TEST_GLIBC
+  /* Not at small scale (valgrind): there the purger's passes are not
+   * bound to come four times in a second. */
+  if (reused > 8 && !small_scale) {
+    fprintf(stderr, "f: %d blocks of a quiet thread's pages were reused by the thread that freed them\n", reused);
+    test_failures++;
+  }
+#endif
+}
+
 /* ---- main ------------------------------------------------------------ */
 static const char *volatile current_part = "startup";
 
@@ -788,7 +858,7 @@ int main(int argc, char **argv) {
   unsigned timeout = to ? (unsigned)atoi(to) : 300;
   signal(SIGALRM, on_alarm);
   alarm(timeout);
-  const char *parts = argc > 1 ? argv[1] : "abcde";
+  const char *parts = argc > 1 ? argv[1] : "abcdef";
 
   /* Prove the malloc family is ebb's: ebb_usable_size aborts on a pointer
    * ebb did not hand out (e.g. one from valgrind's replacement malloc). */
@@ -803,7 +873,7 @@ int main(int argc, char **argv) {
     void (*fn)(void);
   } all[] = {/* churn first: its RSS baseline should not include what the
                * exited threads of a and b left behind */
-              {'c', part_c}, {'a', part_a}, {'b', part_b}, {'d', part_d}, {'e', part_e}};
+              {'c', part_c}, {'a', part_a}, {'b', part_b}, {'d', part_d}, {'e', part_e}, {'f', part_f}};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     if (!strchr(parts, all[i].name)) continue;
     static char nm[2];
