@@ -812,6 +812,9 @@ static void *f_freer(void *arg) {
 }
 
 static void part_f(void) {
+  /* This thread's cache of other threads' blocks (earlier parts filled it)
+   * goes back first: the blocks below are to be of its own pages. */
+  ebb_collect(true);
   for (int i = 0; i < F_BLOCKS; i++) {
     f_blocks[i] = xmalloc(64);
     blk_fill(f_blocks[i], 64, (uint32_t)i + 7);
