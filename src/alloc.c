@@ -740,46 +740,43 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
     huge_free(seg, page);
     return;
   }
-  /* A block of an exited thread's segment, freed by a thread with no
-   * segment of its own: the segment becomes this thread's (segment.c,
-   * segment_reclaim_on_free).  Not while the thread is young: a thread
-   * that lives for one allocation then took a segment in and gave it back
-   * at its exit, a walk of every page each way (thread_churn 26% slower). */
   ebb_heap_t *heap = ebb_tls_heap;
-  if (owner == 0 && heap->is_live && heap->young_left == 0 && heap->segments == NULL &&
-      heap->segments_full == NULL && segment_reclaim_on_free(heap, seg)) {
-    free_local(page, p);
-    return;
-  }
-  if (page->class_idx < EBB_FOREIGN_CLASSES) {
-    /* A thread whose first call frees a block of an exited thread (a
-     * fresh worker of a pool handed its predecessors' blocks) gets its
-     * heap here: the block has no owner to go back to soon, and the thread
-     * is likely to allocate next (thread_pool: 5.9 s and 220 MiB peak
-     * before, 4.5 s and 167 MiB after, two rounds).  Not for a live
-     * owner's block: xmalloc-4t, whose consumers only free what live
-     * threads make, ran 1.13-1.27x longer with them given heaps (medians
-     * of 8 and 6 runs), though their frees go straight back once they are
-     * seen not to allocate.  Nor into a quiet owner's page (internal.h,
-     * ebb_heap_t.quiet), nor an exited thread's: that block goes back to
-     * its page, else a block this thread allocated from the cache stayed
-     * the other's, and so did each of its later frees.  (A thread with no
-     * segment of its own took the exited thread's over, above.) */
-    if (unlikely(heap == &ebb_empty_heap) && owner == 0 && !ebb_heap_exited) {
+  if (owner == 0) { /* a block of an exited thread's segment */
+    /* A thread whose first call frees such a block (a fresh worker of a
+     * pool handed its predecessors' blocks) gets its heap here: the block
+     * has no owner to go back to soon, and the thread is likely to
+     * allocate next (thread_pool: 5.9 s and 220 MiB peak before, 4.5 s and
+     * 167 MiB after, two rounds).  Not for a live owner's block: xmalloc-4t,
+     * whose consumers only free what live threads make, ran 1.13-1.27x
+     * longer with them given heaps (medians of 8 and 6 runs), though their
+     * frees go straight back once they are seen not to allocate. */
+    if (unlikely(heap == &ebb_empty_heap) && page->class_idx < EBB_FOREIGN_CLASSES && !ebb_heap_exited) {
       heap = heap_get_or_create();
       if (heap == NULL) heap = &ebb_empty_heap;
-      if (heap->is_live && heap->young_left == 0 && segment_reclaim_on_free(heap, seg)) {
-        free_local(page, p);
-        return;
-      }
     }
-    if (heap->is_live && !((heap->foreign_bypass >> page->class_idx) & 1)) {
-      heap_note_active(heap);
-      ebb_heap_t *owner_heap = atomic_load_explicit(&seg->owner, memory_order_relaxed);
-      if (owner_heap != NULL && !atomic_load_explicit(&owner_heap->quiet, memory_order_relaxed)) {
-        free_foreign(heap, seg, page, p);
-        return;
-      }
+    /* A thread with no segment of its own takes the segment over
+     * (segment.c, segment_reclaim_on_free), and the free is its own.  Not
+     * while the thread is young: a thread that lives for one allocation
+     * then took a segment in and gave it back at its exit, a walk of every
+     * page each way (thread_churn 26% slower). */
+    if (heap->is_live && heap->young_left == 0 && heap->segments == NULL && heap->segments_full == NULL &&
+        segment_reclaim_on_free(heap, seg)) {
+      free_local(page, p);
+      return;
+    }
+  }
+  /* Into this thread's foreign cache, but not a consumer's (bypass), nor
+   * a block of a quiet owner's page (internal.h, ebb_heap_t.quiet) or an
+   * exited thread's: that block goes back to its page, else a block this
+   * thread allocated from the cache stayed the other's, and so did each of
+   * its later frees. */
+  if (page->class_idx < EBB_FOREIGN_CLASSES && heap->is_live &&
+      !((heap->foreign_bypass >> page->class_idx) & 1)) {
+    heap_note_active(heap);
+    ebb_heap_t *owner_heap = atomic_load_explicit(&seg->owner, memory_order_relaxed);
+    if (owner_heap != NULL && !atomic_load_explicit(&owner_heap->quiet, memory_order_relaxed)) {
+      free_foreign(heap, seg, page, p);
+      return;
     }
   }
   free_remote(seg, page, p);

@@ -609,9 +609,11 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
    * live). */
   size_t block_size = class_size(cls);
   size_t slices = page_slices_for(block_size);
-  page = heap->is_shared ? NULL : segment_page_alloc_owned(heap, slices);
-  if (page == NULL && !heap->is_shared && segments_reclaim_for_class(heap, cls))
-    return page_alloc_slow(heap, size, cls, zero);
+  page = NULL;
+  if (!heap->is_shared) {
+    page = segment_page_alloc_owned(heap, slices);
+    if (page == NULL && segments_reclaim_for_class(heap, cls)) return page_alloc_slow(heap, size, cls, zero);
+  }
   if (page == NULL) page = segment_page_alloc(heap, slices, cls > EBB_MEDIUM_CLASS_MAX);
   if (page == NULL) {
     errno = ENOMEM;

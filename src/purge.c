@@ -448,6 +448,25 @@ static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
   return left;
 }
 
+/* ---- quiet threads ---------------------------------------------------------------
+ * A live thread with no call past its fast paths for four passes is quiet
+ * (internal.h, ebb_heap_t.quiet).  One pass marked threads of an
+ * oversubscribed producer/consumer program quiet while they waited for a
+ * core (prodcons-8+8 10% slower). */
+static void heaps_mark_quiet(void) {
+  for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
+       heap = heap->all_next) {
+    if (atomic_load_explicit(&heap->active, memory_order_relaxed)) {
+      atomic_store_explicit(&heap->active, 0, memory_order_relaxed);
+      heap->idle_passes = 0;
+    } else if (heap->idle_passes < 4) {
+      heap->idle_passes++;
+    } else if (heap->is_live && !atomic_load_explicit(&heap->quiet, memory_order_relaxed)) {
+      atomic_store_explicit(&heap->quiet, 1, memory_order_relaxed);
+    }
+  }
+}
+
 /* ---- threads' medium caches -----------------------------------------------------
  * A thread that has not used its medium cache since the last pass (a tick
  * ago) is idle: its cached blocks go back to the shared heaps, without
@@ -457,17 +476,6 @@ static size_t medium_caches_idle(bool force) {
   size_t left = 0;
   for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
        heap = heap->all_next) {
-    /* A thread quiet for four passes (internal.h, ebb_heap_t.quiet): one
-     * pass marked threads of an oversubscribed producer/consumer program
-     * quiet while they waited for a core (prodcons-8+8 10% slower). */
-    if (atomic_load_explicit(&heap->active, memory_order_relaxed)) {
-      atomic_store_explicit(&heap->active, 0, memory_order_relaxed);
-      heap->idle_passes = 0;
-    } else if (heap->idle_passes < 4) {
-      heap->idle_passes++;
-    } else if (heap->is_live && !atomic_load_explicit(&heap->quiet, memory_order_relaxed)) {
-      atomic_store_explicit(&heap->quiet, 1, memory_order_relaxed);
-    }
     uint32_t ops = atomic_load_explicit(&heap->medium_cache_ops, memory_order_relaxed);
     bool idle = force || ops == heap->medium_cache_seen;
     heap->medium_cache_seen = ops;
@@ -501,6 +509,7 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
        seg = seg->all_next)
     left += segment_purge_free(seg, now, decay_ms, force) +
             segment_purge_remote(seg, now, decay_ms, force);
+  heaps_mark_quiet();
   left += medium_caches_idle(force);
   left += purge_shared_idle(now, decay_ms, force);
   left += huge_cache_decay(now, decay_ms, force);
