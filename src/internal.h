@@ -233,10 +233,18 @@ typedef struct ebb_page {
                                a huge block: the size requested */
   uint32_t stamp;           /* ms clock: when detached (head) or freed (free slice) */
   uint8_t remote_seen;      /* the purger's: when it saw remote frees waiting (purge.c) */
-  uint8_t pad3_[64 - 13];
+  /* 4 KiB units from the slice's start that may be resident: raised by
+   * carving (one-slice pages), kept while the slice is free, cleared when
+   * it is purged, full for the slices of longer runs.  A new page on the
+   * slice inherits it: what its slice holds, not what it carved itself
+   * (page.c, heap_retire_empty_current). */
+  uint8_t touched;
+  uint8_t pad3_[64 - 14];
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 256, "page descriptor is four cache lines");
+#define EBB_TOUCHED_UNIT_SHIFT 12
+#define EBB_TOUCHED_FULL ((uint8_t)(EBB_SLICE_SIZE >> EBB_TOUCHED_UNIT_SHIFT))
 _Static_assert(offsetof(ebb_page_t, start) == 64 && offsetof(ebb_page_t, thread_free) == 128 &&
                    offsetof(ebb_page_t, purged) == 192,
                "one line per kind of writer");

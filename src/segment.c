@@ -129,11 +129,18 @@ static void stamp_slices(ebb_segment_t *seg, uint64_t mask, uint32_t now) {
 }
 
 static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
-  uint32_t stamps[EBB_SLICES_PER_SEGMENT]; /* free slices keep their age */
+  uint32_t stamps[EBB_SLICES_PER_SEGMENT]; /* free slices keep their age, */
+  uint8_t touched[EBB_SLICES_PER_SEGMENT];  /* and what they hold resident */
   lock_acquire(&seg->lock);
-  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) stamps[i] = seg->pages[i].stamp;
+  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
+    stamps[i] = seg->pages[i].stamp;
+    touched[i] = seg->pages[i].touched;
+  }
   memset(seg->pages, 0, sizeof seg->pages);
-  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) seg->pages[i].stamp = stamps[i];
+  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
+    seg->pages[i].stamp = stamps[i];
+    seg->pages[i].touched = touched[i];
+  }
   seg->used_slices = HEADER_SLICES;
   lock_release(&seg->lock);
   seg->next = seg->prev = NULL;
@@ -190,6 +197,7 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
     if (!os_purge(slice_start(seg, first), (end - first) * EBB_SLICE_SIZE)) lazy |= run;
     todo &= ~run;
   }
+  for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
   lock_acquire(&seg->lock);
   seg->purging_slices &= ~purge;
   seg->dirty_slices &= ~purge;
@@ -273,13 +281,18 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
     seg->in_full_list = 1;
   }
   ebb_page_t *page = &seg->pages[first];
+  /* What the run may hold resident: a slice's own record when the page is
+   * one slice, else all of it. */
+  uint8_t touched = fresh ? 0 : slices == 1 ? page->touched : EBB_TOUCHED_FULL;
   memset(page, 0, sizeof *page);
   page->slice_count = (uint16_t)slices;
   page->is_zero = fresh;
   page->owner_thread = heap->thread_id;
+  page->touched = touched;
   for (size_t i = 1; i < slices; i++) {
     seg->pages[first + i].head_delta = i * sizeof(ebb_page_t);
     seg->pages[first + i].slice_count = 0;
+    seg->pages[first + i].touched = touched;
   }
   return page;
 }
