@@ -231,7 +231,7 @@ typedef struct ebb_page {
   /* line 3, the purger's and cold */
   uint64_t purged;          /* bit u: purge unit u given back to the OS (see purge.c);
                                a huge block: the size requested */
-  uint32_t stamp;           /* ms clock: when detached (head) or freed (free slice) */
+  uint32_t stamp;           /* ms clock: when taken or detached (head), or freed (free slice) */
   uint8_t remote_seen;      /* the purger's: when it saw remote frees waiting (purge.c) */
   /* 4 KiB units from the slice's start that may be resident: raised by
    * carving (one-slice pages), kept while the slice is free, cleared when
@@ -779,6 +779,10 @@ size_t segments_committed_bytes(void);
 /* Purge `seg`'s free slices that were freed at least decay_ms ago (all of
  * them if force).  Returns the bytes still free and dirty (work left). */
 size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);
+/* Give back what `seg`'s one-slice pages hold resident past their carving,
+ * inherited from earlier pages of their slices, once they have held the
+ * slice for decay_ms (at once if force).  Returns the bytes still waiting. */
+size_t segment_trim_stale(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);
 /* Unmap cached huge mappings older than decay_ms (all if force); returns
  * the bytes still cached. */
 size_t huge_cache_decay(uint32_t now, long long decay_ms, bool force);

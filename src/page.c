@@ -132,13 +132,40 @@ void page_recarve(ebb_page_t *page) {
   page->is_zero = 0;
 }
 
+/* The blocks [capacity, capacity + count) of a one-slice page are about to
+ * be carved: claimed under the segment's lock, unless the purger is giving
+ * back the residency the slice inherited (segment_trim_stale), which it
+ * plans under that lock from the capacity it reads there.  Longer pages
+ * are never trimmed. */
+static bool page_claim_carve(ebb_page_t *page, size_t count) {
+  if (page->slice_count != 1) {
+    page->capacity += (uint32_t)count;
+    return true;
+  }
+  ebb_segment_t *seg = segment_of(page);
+  size_t slice = page_index(seg, page);
+  lock_acquire(&seg->lock);
+  bool trimming = (seg->purging_slices >> slice) & 1;
+  if (!trimming) {
+    page->capacity += (uint32_t)count;
+    size_t end = (size_t)((uintptr_t)(page->start + (size_t)page->capacity * page->block_size - 1) &
+                          (EBB_SLICE_SIZE - 1));
+    uint8_t units = (uint8_t)((end >> EBB_TOUCHED_UNIT_SHIFT) + 1);
+    if (units > page->touched) page->touched = units;
+  }
+  lock_release(&seg->lock);
+  return !trimming;
+}
+
 /* Carve more blocks onto the (empty) free list, in address order (the
- * secure build: shuffled within runs of a few blocks). */
-static void page_extend(ebb_page_t *page) {
-  if (page->detached & DETACHED_BUSY) return; /* being purged: nothing carved till it is done */
+ * secure build: shuffled within runs of a few blocks).  False: nothing
+ * carved, the slice is being trimmed (a page with blocks carved already;
+ * never a new one, which the purger leaves alone). */
+static bool page_extend(ebb_page_t *page) {
+  if (page->detached & DETACHED_BUSY) return false; /* being purged: nothing carved till it is done */
   if (page->purged) { /* holes first: carving past them would lose them */
     page_recarve(page);
-    if (page->free) return;
+    if (page->free) return true;
   }
   size_t avail = page->reserved - page->capacity;
   /* One OS page a time (at least one block).  Carving writes a link into
@@ -151,6 +178,7 @@ static void page_extend(ebb_page_t *page) {
   if (count > avail) count = avail;
   size_t bs = page->block_size;
   uint8_t *first = page->start + (size_t)page->capacity * bs;
+  if (!page_claim_carve(page, count)) return false;
 #if EBB_SECURE
   /* The secure build carves in a random order within each run of
    * EBB_SECURE_SHUFFLE blocks (a random permutation of each, the runs in
@@ -192,13 +220,8 @@ static void page_extend(ebb_page_t *page) {
   block_set_next((ebb_block_t *)p, NULL);
   page->free = (ebb_block_t *)first;
 #endif
-  page->capacity += (uint32_t)count;
   page->is_zero = page->mem_fresh;
-  if (page->slice_count == 1) {
-    size_t end = (size_t)((uintptr_t)(page->start + (size_t)page->capacity * bs - 1) & (EBB_SLICE_SIZE - 1));
-    uint8_t units = (uint8_t)((end >> EBB_TOUCHED_UNIT_SHIFT) + 1);
-    if (units > page->touched) page->touched = units;
-  }
+  return true;
 }
 
 /* Move the owner's and other threads' frees onto the free list. */
@@ -571,7 +594,10 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     }
     if (page->free == NULL) {
       if (page->purged) page_recarve(page);
-      if (page->free == NULL && page->capacity < page->reserved) page_extend(page);
+      if (page->free == NULL && page->capacity < page->reserved && !page_extend(page)) {
+        page = next; /* its slice is being trimmed: passed over this time */
+        continue;
+      }
       if (page->free == NULL) {
         if (!page_to_full(heap, page)) continue; /* a remote free raced in: collect it */
         page = next;
@@ -644,7 +670,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   /* No sparse trap in the shared heap: its idle classes are purged whole
    * (purge.c), and an active class reuses its free blocks. */
   if (heap->is_shared) page->sparse_mark = 0;
-  page_extend(page);
+  page_extend(page); /* a new page: never refused */
   queue_push_front(heap, page);
   return page_take(page, size, zero);
 }

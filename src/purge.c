@@ -508,7 +508,7 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
     left += segment_purge_free(seg, now, decay_ms, force) +
-            segment_purge_remote(seg, now, decay_ms, force);
+            segment_purge_remote(seg, now, decay_ms, force) + segment_trim_stale(seg, now, decay_ms, force);
   heaps_mark_quiet();
   left += medium_caches_idle(force);
   left += purge_shared_idle(now, decay_ms, force);

@@ -208,6 +208,58 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
   return left;
 }
 
+/* ---- residency a page inherited -------------------------------------------------
+ * A page carves its slice from the start, one OS page at a time; what an
+ * earlier page of the slice carved past that point stays resident though
+ * no block is there (ebb_page_t.touched).  Once a one-slice page has held
+ * its slice for the decay without carving that far, the rest goes back to
+ * the OS.  The owner carves under the segment's lock and not while its
+ * slice is being trimmed (page.c, page_extend), so no block is carved in
+ * memory the madvise is taking, and the slice, marked purging, cannot be
+ * taken by a new page meanwhile if the page is retired.
+ * Trimming as the page is taken instead cost larson (mimalloc-bench) 1.5x
+ * its time: most new pages carved that far again within milliseconds, and
+ * faulted in what had just been given back. */
+#define TRIM_MIN_BYTES ((size_t)8 << 10)
+
+size_t segment_trim_stale(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
+  if (seg->kind != EBB_SEGMENT_NORMAL || decay_ms < 0) return 0;
+  struct { uint8_t slice; uint32_t from, to; } trims[EBB_SLICES_PER_SEGMENT];
+  size_t n = 0, left = 0;
+  lock_acquire(&seg->lock);
+  for (uint64_t m = seg->used_slices & ~seg->purging_slices & ~HEADER_SLICES; m; m &= m - 1) {
+    size_t i = (size_t)__builtin_ctzll(m);
+    ebb_page_t *page = &seg->pages[i];
+    if (page->slice_count != 1 || page->capacity == 0 || page->detached) continue;
+    size_t touched = (size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT;
+    size_t carved = (size_t)(page->start - slice_start(seg, i)) + (size_t)page->capacity * page->block_size;
+    size_t from = (carved + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+    size_t to = (touched + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+    if (to > EBB_SLICE_SIZE - page_guard_size()) to = EBB_SLICE_SIZE - page_guard_size();
+    if (to < from + TRIM_MIN_BYTES) continue;
+    if (!force && !decay_reached(now, page->stamp, decay_ms)) {
+      left += to - from;
+      continue;
+    }
+    seg->purging_slices |= (uint64_t)1 << i;
+    trims[n].slice = (uint8_t)i;
+    trims[n].from = (uint32_t)from;
+    trims[n].to = (uint32_t)to;
+    n++;
+  }
+  lock_release(&seg->lock);
+  if (n == 0) return left;
+  for (size_t k = 0; k < n; k++)
+    os_purge(slice_start(seg, trims[k].slice) + trims[k].from, trims[k].to - trims[k].from);
+  lock_acquire(&seg->lock);
+  for (size_t k = 0; k < n; k++) {
+    seg->purging_slices &= ~((uint64_t)1 << trims[k].slice);
+    seg->pages[trims[k].slice].touched = (uint8_t)(trims[k].from >> EBB_TOUCHED_UNIT_SHIFT);
+  }
+  lock_release(&seg->lock);
+  return left;
+}
+
 /* ---- the secure build's guard pages ------------------------------------------
  * Two per segment, made when it is mapped and kept for its life (normal
  * segments are never unmapped): the last OS page of the header slice, below
@@ -274,12 +326,9 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   dirty_bytes_add(mask & ~seg->dirty_slices);
   seg->dirty_slices |= mask;
   seg->lazy_slices &= ~mask;
-  lock_release(&seg->lock);
-  if (seg->used_slices == ALL_SLICES && !seg->in_full_list) {
-    seg_list_remove(&heap->segments, seg);
-    seg_list_push(&heap->segments_full, seg);
-    seg->in_full_list = 1;
-  }
+  /* The descriptor is set up under the lock: the purger reads it there
+   * (segment_trim_stale), and must see either a free slice or this page,
+   * not the last one's carving. */
   ebb_page_t *page = &seg->pages[first];
   /* What the run may hold resident: a slice's own record when the page is
    * one slice, else all of it. */
@@ -289,10 +338,17 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   page->is_zero = fresh;
   page->owner_thread = heap->thread_id;
   page->touched = touched;
+  page->stamp = os_clock_ms_coarse(); /* taken: when its inherited residency starts to decay */
   for (size_t i = 1; i < slices; i++) {
     seg->pages[first + i].head_delta = i * sizeof(ebb_page_t);
     seg->pages[first + i].slice_count = 0;
     seg->pages[first + i].touched = touched;
+  }
+  lock_release(&seg->lock);
+  if (seg->used_slices == ALL_SLICES && !seg->in_full_list) {
+    seg_list_remove(&heap->segments, seg);
+    seg_list_push(&heap->segments_full, seg);
+    seg->in_full_list = 1;
   }
   return page;
 }
@@ -439,8 +495,8 @@ static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t n
   size_t first = page_index(seg, page);
   uint64_t mask = run_mask(first, page->slice_count);
   page_harvest_stats(page);
-  page_descriptors_clear(seg, page);
   lock_acquire(&seg->lock);
+  page_descriptors_clear(seg, page); /* under the lock: see take_run */
   stamp_slices(seg, mask, now);
   seg->used_slices &= ~mask;
   lock_release(&seg->lock);

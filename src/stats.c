@@ -45,6 +45,9 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   if (used > page->reserved) used = page->reserved; /* torn read */
   size_t live = (size_t)used * page->block_size;
   size_t resident = page->mem_fresh ? round_page((size_t)page->capacity * page->block_size) : span;
+  /* A one-slice page knows what its slice may hold resident, inherited
+   * from earlier pages there included (ebb_page_t.touched). */
+  if (page->slice_count == 1) resident = round_page((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT);
   if (resident > span) resident = span;
   size_t purged = (size_t)__builtin_popcountll(page->purged) * page_unit_size(page);
   resident = resident > purged ? resident - purged : 0;
@@ -93,7 +96,10 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
     st->segments++;
     uint64_t used = seg->used_slices;
     uint64_t free_dirty = seg->dirty_slices & ~used & ~(uint64_t)1;
-    st->resident_bytes += header + (size_t)__builtin_popcountll(free_dirty) * EBB_SLICE_SIZE;
+    st->resident_bytes += header;
+    for (; free_dirty; free_dirty &= free_dirty - 1) /* as far as their pages carved them */
+      st->resident_bytes += round_page((size_t)seg->pages[__builtin_ctzll(free_dirty)].touched
+                                       << EBB_TOUCHED_UNIT_SHIFT);
     FOR_EACH_PAGE(seg, page) add_page(st, page);
   }
 

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -243,6 +244,41 @@ static void test_small_current_page_kept(void) {
   void *again = ebb_malloc(3000);
   CHECK(page_of(segment_of(again), again) == page);
   ebb_free(again);
+}
+
+/* A page carves its slice from the start; what an earlier page of the
+ * slice carved past that point is free memory, and the purge gives it
+ * back (segment.c, segment_trim_stale): ebb_collect(true) here, the
+ * purger after the decay.  Pages of 256 classes' worth of blocks are
+ * carved in full and retired (as above); a page of one 5000-byte block
+ * then takes one of their slices, resident in full. */
+static void test_inherited_residency_trimmed(void) {
+  enum { N = 512 };
+  static void *blocks[N];
+  for (size_t size = 16; size <= 512; size += 16) {
+    for (int i = 0; i < N; i++) blocks[i] = ebb_malloc(size);
+    for (int i = 0; i < N; i++) ebb_free(blocks[i]);
+  }
+  for (size_t size = 16; size <= 512; size += 16) { /* slow paths: the retire checks */
+    for (int i = 0; i < N; i++) blocks[i] = ebb_malloc(size + 520);
+    for (int i = 0; i < N; i++) ebb_free(blocks[i]);
+  }
+  void *one = ebb_malloc(5000);
+  ebb_segment_t *seg = segment_of(one);
+  ebb_page_t *page = page_of(seg, one);
+  CHECK(page->slice_count == 1 && page->touched == EBB_TOUCHED_FULL); /* inherited */
+  uint8_t *slice = slice_start(seg, page_index(seg, page));
+  size_t carved = (size_t)((uint8_t *)one - slice) + page->capacity * page->block_size;
+  carved = (carved + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+  ebb_collect(true);
+  CHECK(((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT) <= carved);
+  unsigned char vec[EBB_SLICE_SIZE / 4096];
+  size_t pages = (EBB_SLICE_SIZE - carved) / ebb_os_page_size, resident = 0;
+  CHECK(mincore(slice + carved, EBB_SLICE_SIZE - carved, vec) == 0);
+  for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+  if (resident != 0) fprintf(stderr, "%zu OS pages past the page's carving still resident\n", resident);
+  CHECK(resident == 0);
+  ebb_free(one);
 }
 
 /* A new thread's first EBB_YOUNG_ALLOCS allocations come from the shared
@@ -618,6 +654,7 @@ int main(void) {
   test_remote_free_count();
   test_empty_current_page_retired();
   test_small_current_page_kept();
+  test_inherited_residency_trimmed();
   test_medium_group();
   test_young_thread();
   test_shared_deferred_free();
