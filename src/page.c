@@ -149,8 +149,9 @@ static bool page_claim_carve(ebb_page_t *page, size_t count) {
   if (!trimming) {
     page->capacity += (uint32_t)count;
     size_t end = (size_t)((uintptr_t)(page->start + (size_t)page->capacity * page->block_size - 1) &
-                          (EBB_SLICE_SIZE - 1));
-    uint8_t units = (uint8_t)((end >> EBB_TOUCHED_UNIT_SHIFT) + 1);
+                          (EBB_SLICE_SIZE - 1)) + 1;
+    end = (end + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1); /* whole OS pages */
+    uint8_t units = (uint8_t)(end >> EBB_TOUCHED_UNIT_SHIFT);
     if (units > page->touched) page->touched = units;
   }
   lock_release(&seg->lock);

@@ -331,8 +331,8 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
    * not the last one's carving. */
   ebb_page_t *page = &seg->pages[first];
   /* What the run may hold resident: a slice's own record when the page is
-   * one slice, else all of it. */
-  uint8_t touched = fresh ? 0 : slices == 1 ? page->touched : EBB_TOUCHED_FULL;
+   * one slice; all of it for a longer run (whose carving is not tracked). */
+  uint8_t touched = slices != 1 ? EBB_TOUCHED_FULL : fresh ? 0 : page->touched;
   memset(page, 0, sizeof *page);
   page->slice_count = (uint16_t)slices;
   page->is_zero = fresh;

@@ -226,6 +226,7 @@ static void test_empty_current_page_retired(void) {
 static void test_small_current_page_kept(void) {
   enum { N = 512 };
   static void *blocks[N];
+  if (ebb_os_page_size > ((size_t)16 << 10)) return; /* one OS page is the whole slice: never kept */
   ebb_collect(true); /* free slices purged: the next page's slice holds nothing */
   unsigned cls = size_class_of(3000);
   void *few[3];
