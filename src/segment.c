@@ -128,18 +128,23 @@ static void stamp_slices(ebb_segment_t *seg, uint64_t mask, uint32_t now) {
   }
 }
 
-static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap) {
-  uint32_t stamps[EBB_SLICES_PER_SEGMENT]; /* free slices keep their age, */
-  uint8_t touched[EBB_SLICES_PER_SEGMENT];  /* and what they hold resident */
+/* fresh: just mapped, so its descriptors are zero already; clearing them
+ * would make the header's 16 KiB resident where a segment with a few pages
+ * in use touches one or two of its OS pages. */
+static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap, bool fresh) {
   lock_acquire(&seg->lock);
-  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
-    stamps[i] = seg->pages[i].stamp;
-    touched[i] = seg->pages[i].touched;
-  }
-  memset(seg->pages, 0, sizeof seg->pages);
-  for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
-    seg->pages[i].stamp = stamps[i];
-    seg->pages[i].touched = touched[i];
+  if (!fresh) {
+    uint32_t stamps[EBB_SLICES_PER_SEGMENT]; /* free slices keep their age, */
+    uint8_t touched[EBB_SLICES_PER_SEGMENT];  /* and what they hold resident */
+    for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
+      stamps[i] = seg->pages[i].stamp;
+      touched[i] = seg->pages[i].touched;
+    }
+    memset(seg->pages, 0, sizeof seg->pages);
+    for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
+      seg->pages[i].stamp = stamps[i];
+      seg->pages[i].touched = touched[i];
+    }
   }
   seg->used_slices = HEADER_SLICES;
   lock_release(&seg->lock);
@@ -301,7 +306,7 @@ static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
 #if EBB_SECURE
   guard_segment(seg);
 #endif
-  segment_reset_header(seg, heap);
+  segment_reset_header(seg, heap, true);
   ebb_segment_t *head = atomic_load_explicit(&ebb_all_segments, memory_order_relaxed);
   do {
     seg->all_next = head;
@@ -412,7 +417,7 @@ static ebb_page_t *page_alloc_in(ebb_heap_t *heap, size_t slices, bool from_os) 
     } else if (!heap->is_shared && (seg = segment_reclaim(heap)) != NULL) {
       /* reclaimed with its live pages; it may or may not have room */
     } else if ((seg = pool_pop()) != NULL) {
-      segment_reset_header(seg, heap);
+      segment_reset_header(seg, heap, false);
     } else if (!from_os || (seg = segment_from_os(heap)) == NULL) {
       return NULL;
     }
