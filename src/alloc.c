@@ -85,7 +85,10 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
     if (page->free != NULL) {
       is_zero = page->is_zero;
       block = page_pop(page);
-    } else if (page->capacity < page->reserved && !page->purged) {
+    } else if (page->capacity < page->reserved && !page->purged && page->slice_count != 1) {
+      /* Not a one-slice page (a small class, for young threads): its
+       * carving is claimed under the segment's lock (page.c,
+       * page_claim_carve), in the slow path. */
       is_zero = page->mem_fresh;
       block = page_carve_one(page);
     }
@@ -490,12 +493,13 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
     return block;
   }
   /* The page's whole list, if a whole page cannot reach the sample and the
-   * list's length is known (nothing waits on local_free: it is capacity
-   * less used), cut off in one piece, without a walk.  It was the page
+   * list's length is known (nothing waits on local_free, and no hole is
+   * left to carve again: it is capacity less used), cut off in one piece,
+   * without a walk.  It was the page
    * itself, named by direct[] until the slow path came back, which it did
    * within a page's bytes; since the owner's frees go onto `free`
    * (page_push_owned), a loop could take blocks from it for ever, uncounted. */
-  if (left > (int64_t)page->reserved * block_size && page->local_free == NULL) {
+  if (left > (int64_t)page->reserved * block_size && page->local_free == NULL && page->purged == 0) {
     uint32_t whole = page->capacity - page_used(page);
     page->free = NULL;
     foreign_cache_put(heap, cls, page, first, whole);

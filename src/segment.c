@@ -202,8 +202,8 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
     if (!os_purge(slice_start(seg, first), (end - first) * EBB_SLICE_SIZE)) lazy |= run;
     todo &= ~run;
   }
-  for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
   lock_acquire(&seg->lock);
+  for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
   seg->purging_slices &= ~purge;
   seg->dirty_slices &= ~purge;
   atomic_fetch_sub_explicit(&normal_dirty_bytes, (size_t)__builtin_popcountll(purge) * EBB_SLICE_SIZE,

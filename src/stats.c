@@ -49,7 +49,11 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
    * from earlier pages there included (ebb_page_t.touched). */
   if (page->slice_count == 1) resident = round_page((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT);
   if (resident > span) resident = span;
-  size_t purged = (size_t)__builtin_popcountll(page->purged) * page_unit_size(page);
+  /* Purged units count only where they lie within what is counted: the
+   * purge marks the units above a one-slice page's carving too. */
+  size_t unit = page_unit_size(page), within = (resident + unit - 1) / unit;
+  uint64_t counted = within >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << within) - 1);
+  size_t purged = (size_t)__builtin_popcountll(page->purged & counted) * unit;
   resident = resident > purged ? resident - purged : 0;
   if (resident < live) resident = live;
   c->pages++;
