@@ -311,16 +311,19 @@ static void test_holes_recarved_lazily(void) {
   CHECK(kept == 2);
   ebb_collect(true);
   int holes = __builtin_popcountll(page->purged);
-  CHECK(holes >= 4);
+  if (ebb_os_page_size >= EBB_SLICE_SIZE) { /* one purge unit a page: nothing is purged inside it */
+    for (size_t i = 0; i < kept; i++) ebb_free(blocks[i]);
+    return;
+  }
+  CHECK(holes >= 2); /* 14 with 4 KiB units, 2 with 16 KiB */
   /* Hand out the blocks still on the list, then one more: one unit back. */
   n = kept;
   while (n < MAX && page->free != NULL) blocks[n++] = ebb_malloc(SIZE);
   blocks[n++] = ebb_malloc(SIZE);
   CHECK(page_of(segment_of(blocks[n - 1]), blocks[n - 1]) == page);
   int left = __builtin_popcountll(page->purged);
-  if (!(left >= holes - 2 && left < holes))
-    fprintf(stderr, "holes: %d before, %d after one allocation\n", holes, left);
-  CHECK(left >= holes - 2 && left < holes);
+  if (left != holes - 1) fprintf(stderr, "holes: %d before, %d after one allocation\n", holes, left);
+  CHECK(left == holes - 1);
   for (size_t i = 0; i < n; i++) ebb_free(blocks[i]);
 }
 
