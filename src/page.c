@@ -102,25 +102,19 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
   page->sparse_mark = page_sparse_mark(page);
 }
 
-/* Put the blocks of the lowest purged unit (a hole) back on the free list,
- * in address order; the next units too while none gave a block.  A block
- * that reaches into a unit still purged comes back with that unit, so
- * each comes back once, with the last of its units.  They read as zeros,
- * but the units may also hold other bytes.  One unit at a time, as
- * carving goes one OS page at a time: taking them all back wrote a link
- * into every block of every hole, so a page with a few blocks to hand out
- * made all its holes resident again (28 MiB of units over a larson run
- * with decay 0, in bursts of several MiB). */
+/* Put the blocks of purged units (holes) back on the free list, in address
+ * order.  They read as zeros, but the units may also hold other bytes. */
 void page_recarve(ebb_page_t *page) {
   uint64_t purged = page->purged;
   if (purged == 0 || (page->detached & DETACHED_BUSY)) return; /* the purger's madvise may be on its way */
   size_t unit = page_unit_size(page), bs = page->block_size;
   ebb_block_t *head = NULL, *last = NULL;
-  while (purged != 0 && head == NULL) {
+  size_t next_idx = 0; /* blocks below this are done */
+  while (purged) {
     size_t u = (size_t)__builtin_ctzll(purged);
     purged &= purged - 1;
     size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs; /* blocks overlapping u */
-    if (hi * bs > (u + 1) * unit && u + 1 < 64 && ((purged >> (u + 1)) & 1)) hi--; /* back with u + 1 */
+    if (lo < next_idx) lo = next_idx;
     if (hi > page->capacity) hi = page->capacity;
     for (size_t i = lo; i < hi; i++) {
       ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
@@ -128,12 +122,13 @@ void page_recarve(ebb_page_t *page) {
       else head = b;
       last = b;
     }
+    if (hi > next_idx) next_idx = hi;
   }
   if (last) {
     block_set_next(last, page->free);
     page->free = head;
   }
-  page->purged = purged;
+  page->purged = 0;
   page->is_zero = 0;
 }
 

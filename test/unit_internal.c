@@ -282,51 +282,6 @@ static void test_inherited_residency_trimmed(void) {
   ebb_free(one);
 }
 
-/* Purged units of a page (holes) come back one at a time as blocks are
- * needed, not all at once: that wrote a link into every block of every
- * hole, and made them all resident again for a few allocations
- * (page.c, page_recarve). */
-static void test_holes_recarved_lazily(void) {
-  enum { SIZE = 176, MAX = 1024 };
-  static void *blocks[MAX];
-  size_t n = 0;
-  blocks[n++] = ebb_malloc(SIZE);
-  ebb_segment_t *seg = segment_of(blocks[0]);
-  ebb_page_t *page = page_of(seg, blocks[0]);
-  while (n < MAX && page->capacity < page->reserved) blocks[n++] = ebb_malloc(SIZE);
-  while (n < MAX && page->free != NULL) blocks[n++] = ebb_malloc(SIZE); /* every block handed out */
-  CHECK(page->capacity == page->reserved);
-  /* Keep the first and the last; free the rest, and purge. */
-  size_t kept = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (page_of(segment_of(blocks[i]), blocks[i]) != page) continue;
-    bool first_or_last = (uint8_t *)blocks[i] == page->start ||
-                         (uint8_t *)blocks[i] == page->start + (size_t)(page->reserved - 1) * SIZE;
-    if (first_or_last) {
-      blocks[kept++] = blocks[i];
-    } else {
-      ebb_free(blocks[i]);
-    }
-  }
-  CHECK(kept == 2);
-  ebb_collect(true);
-  int holes = __builtin_popcountll(page->purged);
-  if (ebb_os_page_size >= EBB_SLICE_SIZE) { /* one purge unit a page: nothing is purged inside it */
-    for (size_t i = 0; i < kept; i++) ebb_free(blocks[i]);
-    return;
-  }
-  CHECK(holes >= 2); /* 14 with 4 KiB units, 2 with 16 KiB */
-  /* Hand out the blocks still on the list, then one more: one unit back. */
-  n = kept;
-  while (n < MAX && page->free != NULL) blocks[n++] = ebb_malloc(SIZE);
-  blocks[n++] = ebb_malloc(SIZE);
-  CHECK(page_of(segment_of(blocks[n - 1]), blocks[n - 1]) == page);
-  int left = __builtin_popcountll(page->purged);
-  if (left != holes - 1) fprintf(stderr, "holes: %d before, %d after one allocation\n", holes, left);
-  CHECK(left == holes - 1);
-  for (size_t i = 0; i < n; i++) ebb_free(blocks[i]);
-}
-
 /* A new thread's first EBB_YOUNG_ALLOCS allocations come from the shared
  * heaps, so a short-lived thread leaves no pages of its own behind; after
  * them, its own pages.  The first thread (main) has its own from the start. */
@@ -701,7 +656,6 @@ int main(void) {
   test_empty_current_page_retired();
   test_small_current_page_kept();
   test_inherited_residency_trimmed();
-  test_holes_recarved_lazily();
   test_medium_group();
   test_young_thread();
   test_shared_deferred_free();
