@@ -1017,7 +1017,7 @@ EBB_EXPORT size_t ebb_good_size(size_t size) {
   if (size <= EBB_LARGE_MAX) return class_size(size_class_of(size));
   if (size > EBB_MAX_REQUEST) return 0;
   ebb_init();
-  return (size + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+  return round_page(size);
 }
 
 EBB_EXPORT void ebb_collect(bool force) {

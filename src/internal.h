@@ -233,7 +233,7 @@ typedef struct ebb_page {
                                a huge block: the size requested */
   uint32_t stamp;           /* ms clock: when taken or detached (head), or freed (free slice) */
   uint8_t remote_seen;      /* the purger's: when it saw remote frees waiting (purge.c) */
-  /* 4 KiB units from the slice's start that may be resident: raised by
+  /* 4 KiB units (whole OS pages) from the slice's start that may be resident: raised by
    * carving (one-slice pages), kept while the slice is free, cleared when
    * it is purged, full for the slices of longer runs.  A new page on the
    * slice inherits it: what its slice holds, not what it carved itself
@@ -245,6 +245,14 @@ typedef struct ebb_page {
 _Static_assert(sizeof(ebb_page_t) == 256, "page descriptor is four cache lines");
 #define EBB_TOUCHED_UNIT_SHIFT 12
 #define EBB_TOUCHED_FULL ((uint8_t)(EBB_SLICE_SIZE >> EBB_TOUCHED_UNIT_SHIFT))
+/* A slice descriptor's `touched`, in bytes (whole OS pages). */
+EBB_INLINE size_t slice_touched_bytes(const ebb_page_t *desc) {
+  return (size_t)desc->touched << EBB_TOUCHED_UNIT_SHIFT;
+}
+/* Bytes from its slice's start that a one-slice page has carved. */
+EBB_INLINE size_t page_carved_bytes(const ebb_page_t *page) {
+  return ((uintptr_t)page->start & (EBB_SLICE_SIZE - 1)) + (size_t)page->capacity * page->block_size;
+}
 _Static_assert(offsetof(ebb_page_t, start) == 64 && offsetof(ebb_page_t, thread_free) == 128 &&
                    offsetof(ebb_page_t, purged) == 192,
                "one line per kind of writer");
@@ -660,6 +668,7 @@ void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page);
 
 /* ---- os.c: the OS layer -------------------------------------------------- */
 extern size_t ebb_os_page_size;
+EBB_INLINE size_t round_page(size_t n) { return (n + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1); }
 extern _Atomic size_t ebb_os_mapped_bytes; /* address space ebb holds */
 extern _Atomic size_t ebb_huge_bytes, ebb_huge_count;
 void os_init(void);

@@ -148,10 +148,7 @@ static bool page_claim_carve(ebb_page_t *page, size_t count) {
   bool trimming = (seg->purging_slices >> slice) & 1;
   if (!trimming) {
     page->capacity += (uint32_t)count;
-    size_t end = (size_t)((uintptr_t)(page->start + (size_t)page->capacity * page->block_size - 1) &
-                          (EBB_SLICE_SIZE - 1)) + 1;
-    end = (end + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1); /* whole OS pages */
-    uint8_t units = (uint8_t)(end >> EBB_TOUCHED_UNIT_SHIFT);
+    uint8_t units = (uint8_t)(round_page(page_carved_bytes(page)) >> EBB_TOUCHED_UNIT_SHIFT);
     if (units > page->touched) page->touched = units;
   }
   lock_release(&seg->lock);
@@ -545,7 +542,7 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
      * few blocks: 65,297 such retirements in a 4 s run, and 3.1 MiB of
      * segments resident for a peak of 443 KiB live (glibc's heap: 728
      * KiB).  With this, 123 retirements, and peak RSS 5.2 -> 3.7 MiB. */
-    if (page->slice_count == 1 && ((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT) <= EBB_EMPTY_KEEP_BYTES) {
+    if (page->slice_count == 1 && slice_touched_bytes(page) <= EBB_EMPTY_KEEP_BYTES) {
       heap->empty_current_aging &= ~((uint64_t)1 << cls);
       continue;
     }

@@ -58,7 +58,7 @@ size_t page_unit_size(const ebb_page_t *page) {
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
   size_t unit = span / 64;
   if (unit < ebb_os_page_size) unit = ebb_os_page_size;
-  return (unit + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+  return round_page(unit);
 }
 
 /* A page is worth handing to the purger when sparse only if it has at

@@ -236,10 +236,7 @@ size_t segment_trim_stale(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
     size_t i = (size_t)__builtin_ctzll(m);
     ebb_page_t *page = &seg->pages[i];
     if (page->slice_count != 1 || page->capacity == 0 || page->detached) continue;
-    size_t touched = (size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT;
-    size_t carved = (size_t)(page->start - slice_start(seg, i)) + (size_t)page->capacity * page->block_size;
-    size_t from = (carved + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
-    size_t to = (touched + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
+    size_t from = round_page(page_carved_bytes(page)), to = slice_touched_bytes(page);
     if (to > EBB_SLICE_SIZE - page_guard_size()) to = EBB_SLICE_SIZE - page_guard_size();
     if (to < from + TRIM_MIN_BYTES) continue;
     if (!force && !decay_reached(now, page->stamp, decay_ms)) {
@@ -321,6 +318,7 @@ static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
  * not being purged; NULL if not. */
 static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, size_t slices) {
   uint64_t mask = run_mask(first, slices);
+  uint32_t now = os_clock_ms_coarse(); /* the page's stamp: read before the lock */
   lock_acquire(&seg->lock);
   if ((seg->used_slices | seg->purging_slices) & mask) {
     lock_release(&seg->lock);
@@ -343,7 +341,7 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   page->is_zero = fresh;
   page->owner_thread = heap->thread_id;
   page->touched = touched;
-  page->stamp = os_clock_ms_coarse(); /* taken: when its inherited residency starts to decay */
+  page->stamp = now; /* taken: when its inherited residency starts to decay */
   for (size_t i = 1; i < slices; i++) {
     seg->pages[first + i].head_delta = i * sizeof(ebb_page_t);
     seg->pages[first + i].slice_count = 0;

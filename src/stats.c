@@ -34,7 +34,6 @@ void stats_retire_heap(ebb_heap_t *heap) {
   heap->stat_remote_frees = 0;
 }
 
-static size_t round_page(size_t n) { return (n + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1); }
 
 static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   unsigned cls = page->class_idx;
@@ -47,7 +46,7 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   size_t resident = page->mem_fresh ? round_page((size_t)page->capacity * page->block_size) : span;
   /* A one-slice page knows what its slice may hold resident, inherited
    * from earlier pages there included (ebb_page_t.touched). */
-  if (page->slice_count == 1) resident = round_page((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT);
+  if (page->slice_count == 1) resident = slice_touched_bytes(page);
   if (resident > span) resident = span;
   /* Purged units count only where they lie within what is counted: the
    * purge marks the units above a one-slice page's carving too. */
@@ -102,8 +101,7 @@ EBB_EXPORT void ebb_stats_get(ebb_stats_t *st) {
     uint64_t free_dirty = seg->dirty_slices & ~used & ~(uint64_t)1;
     st->resident_bytes += header;
     for (; free_dirty; free_dirty &= free_dirty - 1) /* as far as their pages carved them */
-      st->resident_bytes += round_page((size_t)seg->pages[__builtin_ctzll(free_dirty)].touched
-                                       << EBB_TOUCHED_UNIT_SHIFT);
+      st->resident_bytes += slice_touched_bytes(&seg->pages[__builtin_ctzll(free_dirty)]);
     FOR_EACH_PAGE(seg, page) add_page(st, page);
   }
 

@@ -233,7 +233,7 @@ static void test_small_current_page_kept(void) {
   for (int i = 0; i < 3; i++) few[i] = ebb_malloc(3000);
   ebb_page_t *page = page_of(segment_of(few[0]), few[0]);
   CHECK(page->slice_count == 1 && page->touched > 0 &&
-        ((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT) <= (size_t)16 << 10);
+        slice_touched_bytes(page) <= (size_t)16 << 10);
   for (int i = 0; i < 3; i++) ebb_free(few[i]);
   ebb_heap_t *heap = ebb_tls_heap;
   CHECK(heap->queues[cls].first == page && page_used(page) == 0);
@@ -272,7 +272,7 @@ static void test_inherited_residency_trimmed(void) {
   size_t carved = (size_t)((uint8_t *)one - slice) + page->capacity * page->block_size;
   carved = (carved + ebb_os_page_size - 1) & ~(ebb_os_page_size - 1);
   ebb_collect(true);
-  CHECK(((size_t)page->touched << EBB_TOUCHED_UNIT_SHIFT) <= carved);
+  CHECK(slice_touched_bytes(page) <= carved);
   unsigned char vec[EBB_SLICE_SIZE / 4096];
   size_t pages = (EBB_SLICE_SIZE - carved) / ebb_os_page_size, resident = 0;
   CHECK(mincore(slice + carved, EBB_SLICE_SIZE - carved, vec) == 0);
