@@ -695,6 +695,7 @@ extern _Atomic uint64_t ebb_stat_mmap_calls, ebb_stat_munmap_calls, ebb_stat_pur
 bool os_protect(void *p, size_t size, bool accessible);
 #endif
 void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t alignment, size_t offset);
+bool os_move_over(void *src, size_t size, void *dest);
 EBB_COLD void ebb_fatal_pointer(const char *call, const void *p, const char *reason)
     __attribute__((noreturn));
 /* A free list walk met more blocks than its page can hold (a cycle: a block
@@ -796,7 +797,6 @@ size_t segment_trim_stale(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
  * the bytes still cached. */
 size_t huge_cache_decay(uint32_t now, long long decay_ms, bool force);
 size_t huge_cache_bytes_held(void);
-bool huge_cache_has_fit(size_t map_size); /* a cached mapping of at least this size */
 extern _Atomic size_t ebb_huge_usable_bytes, ebb_huge_requested_bytes;
 
 /* ---- page.c: carving, collecting, queues --------------------------------- */

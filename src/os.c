@@ -272,6 +272,20 @@ void *os_remap_aligned(void *old, size_t old_size, size_t new_size, size_t align
   return p;
 }
 
+/* Move the pages of [src, src + size) onto dest, replacing what was mapped
+ * there (page tables move; nothing is copied or faulted in).  False if the
+ * kernel refused: src is then as it was. */
+bool os_move_over(void *src, size_t size, void *dest) {
+  int saved = errno;
+  count(&ebb_stat_mmap_calls, 1);
+  if (mremap(src, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, dest) == MAP_FAILED) {
+    errno = saved;
+    return false;
+  }
+  atomic_fetch_sub_explicit(&ebb_os_mapped_bytes, size, memory_order_relaxed); /* src's range is gone */
+  return true;
+}
+
 /* Write all of buf to fd, retrying short writes and EINTR; gives up
  * silently if the reader went away.  Messages, the statistics table and the
  * periodic lines all go out this way: stdio may allocate. */

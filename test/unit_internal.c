@@ -353,6 +353,43 @@ static void test_large_shared(void) {
   ebb_free(mine);
 }
 
+/* A huge block grown by realloc takes a cached mapping's pages onto its
+ * end, where it stands: no second block, no copy, and the cached pages,
+ * resident, serve the growth.  (Copied into a cached mapping instead, the
+ * block was held twice while it moved.) */
+static void test_huge_growth_takes_cached_pages(void) {
+  const size_t MiB = (size_t)1 << 20;
+  long long decay = ebb_opt.decay_ms;
+  ebb_opt.decay_ms = 600000; /* the purger keeps the cache meanwhile */
+  ebb_collect(true);
+  unsigned char *big = ebb_malloc(40 * MiB);
+  CHECK(big != NULL);
+  memset(big, 0xA5, 40 * MiB);
+  ebb_free(big);
+  CHECK(huge_cache_bytes_held() >= 40 * MiB);
+  unsigned char *block = ebb_malloc(3 * MiB); /* from the cached mapping's front */
+  CHECK(block != NULL);
+  for (size_t i = 0; i < 3 * MiB; i += 4096) block[i] = (unsigned char)(i >> 12);
+  uint64_t allocs = atomic_load(&ebb_stat_huge_allocs);
+  size_t cached = huge_cache_bytes_held();
+  unsigned char *grown = ebb_realloc(block, 20 * MiB);
+  CHECK(grown != NULL);
+  for (size_t i = 0; i < 3 * MiB; i += 4096) CHECK(grown[i] == (unsigned char)(i >> 12));
+  CHECK(atomic_load(&ebb_stat_huge_allocs) == allocs); /* no new block */
+  CHECK(huge_cache_bytes_held() + 16 * MiB <= cached); /* the growth came from the cache */
+  /* The cached pages start at the first 2 MiB boundary past the block's
+   * old mapping (here 4 MiB from the mapping's start); before it, fresh. */
+  uint8_t *from = (uint8_t *)segment_of(grown) + 4 * MiB;
+  size_t pages = (size_t)(grown + 20 * MiB - from) / ebb_os_page_size, resident = 0;
+  static unsigned char vec[5120]; /* 20 MiB of 4 KiB pages */
+  CHECK(mincore(from, pages * ebb_os_page_size, vec) == 0);
+  for (size_t i = 0; i < pages; i++) resident += vec[i] & 1;
+  CHECK(resident == pages); /* resident before the program touched it */
+  ebb_free(grown);
+  ebb_opt.decay_ms = decay;
+  ebb_collect(true);
+}
+
 /* A medium free made while this thread holds its shared heap's lock is
  * deferred, and taken in (exact counts) by the lock's next holder. */
 static void test_shared_deferred_free(void) {
@@ -660,6 +697,7 @@ int main(void) {
   test_young_thread();
   test_shared_deferred_free();
   test_large_shared();
+  test_huge_growth_takes_cached_pages();
   test_lock_behaviour();
   test_size_classes();
   test_block_start_check();
