@@ -1023,17 +1023,20 @@ void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size) {
    * next touch (see "Huge blocks" in README).  The gap before it is fresh. */
   size_t spare_at = round_up(old_map_size, EBB_HUGE_PAGE_SIZE);
   uint8_t *spare = total > spare_at ? huge_cache_take(total - spare_at, false, &spare_size) : NULL;
-  if (spare != NULL)
-    total = spare_at + spare_size; /* up to a segment more: the block's slack */
-  else if (total > old_map_size && !purge_limit_admit(total - old_map_size))
-    return NULL;
+  if (spare != NULL) total = spare_at + spare_size; /* up to a segment more: the block's slack */
+  size_t fresh = spare != NULL ? spare_at - old_map_size : total > old_map_size ? total - old_map_size : 0;
   uint8_t *old_base = seg->map_base;
-  uint8_t *base = os_remap_aligned(old_base, old_map_size, total, EBB_SEGMENT_SIZE, 0);
-  if (base == NULL) {
+  uint8_t *base = fresh == 0 || purge_limit_admit(fresh)
+                      ? os_remap_aligned(old_base, old_map_size, total, EBB_SEGMENT_SIZE, 0)
+                      : NULL;
+  if (base == NULL) { /* the caller moves the block, or fails */
     if (spare != NULL && !huge_cache_put(spare, spare_size)) os_unmap(spare, spare_size);
     return NULL;
   }
-  /* Refused, the spare is given up and the block's end stays fresh memory. */
+  /* Refused, the spare is given up and the block's end stays fresh memory.
+   * (mremap moves a range made of several mappings, as a grown block is,
+   * only on recent kernels; elsewhere the next growth fails there and the
+   * caller copies the block, as it did before.) */
   if (spare != NULL && !os_move_over(spare, spare_size, base + spare_at)) os_unmap(spare, spare_size);
   if (base != old_base) {
     segmap_set((uintptr_t)old_base, EBB_SEGMAP_NONE);
