@@ -773,8 +773,9 @@ void segment_locks_postfork(bool child) {
 /* Budget: with 256 MiB, realloc_grow (vectors grown to 1-64 MiB, 2
  * threads) took 8.3 s and 556k faults; with 512 MiB or more, 2.4 s and
  * 157k, at 580-616 MiB peak RSS against 424 (measured when realloc still
- * copied a growing block into a cached mapping; see huge_realloc).  The decay, and the memory
- * limit, bound what it holds when the program stops reusing it. */
+ * copied a growing block into a cached mapping; see huge_realloc).  The
+ * decay, and the memory limit, bound what it holds when the program stops
+ * reusing it. */
 #define EBB_HUGE_CACHE_BYTES ((size_t)1 << 30)
 #define EBB_HUGE_CACHE_SLOTS 64
 static struct { uint8_t *base; size_t size; uint32_t stamp; } huge_cache[EBB_HUGE_CACHE_SLOTS];

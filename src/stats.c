@@ -34,7 +34,6 @@ void stats_retire_heap(ebb_heap_t *heap) {
   heap->stat_remote_frees = 0;
 }
 
-
 static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   unsigned cls = page->class_idx;
   if (cls == 0 || cls >= EBB_CLASS_COUNT || page->block_size == 0) return; /* torn read */
