@@ -15,11 +15,20 @@ static inline void secure_check_link(const ebb_block_t *b) { (void)b; }
 static void free_marked_owner(ebb_segment_t *seg, ebb_page_t *page, void *p, uintptr_t owner);
 
 /* ---- allocation ---------------------------------------------------------- */
+/* The thread's heap, made at its first allocation; NULL (errno as it was)
+ * if the OS refused the memory for one.  The callers then take the block
+ * from the shared heaps, as a thread whose heap went away at its exit
+ * does: a heap is a 64 KiB mapping of its own, and a mapping can fail
+ * where the segments still have room (RLIMIT_AS, vm.max_map_count, or a
+ * transient refusal: qemu-user's emulated 16 KiB pages refused such a
+ * mapping for a stretch of t_conformance's threads, and each of those
+ * threads' mallocs failed). */
 static ebb_heap_t *heap_for_alloc(void) {
   ebb_heap_t *heap = ebb_tls_heap;
   if (unlikely(heap == &ebb_empty_heap)) {
+    int saved = errno;
     heap = heap_get_or_create();
-    if (heap == NULL) errno = ENOMEM;
+    errno = saved;
   }
   return heap;
 }
@@ -69,6 +78,7 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
     /* An allocation made under the lock: this thread's own heap serves
      * it; its frees go back there as they would. */
     ebb_heap_t *own = heap_for_alloc();
+    if (own == NULL) errno = ENOMEM;
     return own ? page_alloc_slow(own, size, cls, zero) : NULL;
   }
   ebb_heap_t *heap = shared_heap_lock(slot);
@@ -171,13 +181,13 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
   if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) {
     if (cls < EBB_FOREIGN_CLASSES && !thread_exited()) {
       ebb_heap_t *heap = heap_for_alloc();
-      return heap ? alloc_small_sampled(heap, size, cls, zero) : NULL;
+      if (heap != NULL) return alloc_small_sampled(heap, size, cls, zero);
     }
     if (sample_due(size)) return sample_alloc(size, size, cls, 0, zero);
   }
   if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
   ebb_heap_t *heap = heap_for_alloc();
-  if (heap == NULL) return NULL;
+  if (heap == NULL) return alloc_shared(size, cls, zero);
   heap_note_active(heap);
   /* The foreign cache: realloc comes here with blocks in it; the fast path
    * when it ran dry, to point direct[] back at the class's pages. */
@@ -212,8 +222,7 @@ EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
       if (sample_due(size)) return sample_alloc(size, size, cls, 0, zero);
       if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
-      if (heap == NULL) return NULL;
-      if (heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
+      if (heap == NULL || heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
       return page_alloc_slow(heap, size, cls, zero);
     }
   }
@@ -755,7 +764,9 @@ void free_not_owned(ebb_segment_t *seg, ebb_page_t *page, void *p) {
      * longer with them given heaps (medians of 8 and 6 runs), though their
      * frees go straight back once they are seen not to allocate. */
     if (unlikely(heap == &ebb_empty_heap) && page->class_idx < EBB_FOREIGN_CLASSES && !ebb_heap_exited) {
+      int saved = errno; /* free leaves errno as it was */
       heap = heap_get_or_create();
+      errno = saved;
       if (heap == NULL) heap = &ebb_empty_heap;
     }
     /* A thread with no segment of its own takes the segment over
