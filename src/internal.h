@@ -7,7 +7,8 @@
  *   slice    64 KiB, the unit segments hand out.
  *   page     a span of slices holding blocks of one size class:
  *            small  (<= 8 KiB)   1 slice
- *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for)
+ *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for;
+ *                                fewer where only a shorter run is free)
  *            large  (<= 2 MiB)   enough slices for one block
  *            medium and large pages belong to the heaps all threads share
  *   huge     more than 2 MiB (or alignment above 64 KiB): its own mapping,
@@ -111,13 +112,17 @@ EBB_INLINE size_t page_guard_size(void) {
  * blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
  * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
  * 496 KiB free per thread and class. */
+/* The fewest slices a page of blocks of this size can have: one block's. */
+EBB_INLINE size_t page_slices_min(size_t block_size) {
+  return (block_size + page_guard_size() + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+}
 EBB_INLINE size_t page_slices_for(size_t block_size) {
   if (block_size <= EBB_SMALL_MAX) return 1;
   if (block_size <= EBB_MEDIUM_MAX) { /* 8 blocks' room holds a guard page too */
     size_t slices = (8 * block_size + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
     return slices < EBB_MEDIUM_PAGE_SLICES ? slices : EBB_MEDIUM_PAGE_SLICES;
   }
-  return (block_size + page_guard_size() + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+  return page_slices_min(block_size);
 }
 
 /* The last class whose pages are one slice (blocks up to EBB_SMALL_MAX). */
@@ -757,7 +762,7 @@ EBB_INLINE void lock_reset(ebb_lock_t *l) { atomic_store(&l->held, 0); }
 
 /* ---- segment.c: segments, spans, the pool, abandonment ------------------- */
 int find_free_run(uint64_t used, size_t count); /* first run of `count` clear bits, or -1 */
-ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, bool one_block);
+ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, size_t min_slices, bool one_block);
 /* A thread with no segment of its own freeing a block of an abandoned
  * segment adopts the segment (false: it is not on the abandoned list, e.g.
  * in the purger's hands). */

@@ -659,7 +659,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     page = segment_page_alloc_owned(heap, slices);
     if (page == NULL && segments_reclaim_for_class(heap, cls)) return page_alloc_slow(heap, size, cls, zero);
   }
-  if (page == NULL) page = segment_page_alloc(heap, slices, cls > EBB_MEDIUM_CLASS_MAX);
+  if (page == NULL) page = segment_page_alloc(heap, slices, page_slices_min(block_size), cls > EBB_MEDIUM_CLASS_MAX);
   if (page == NULL) {
     errno = ENOMEM;
     return NULL;

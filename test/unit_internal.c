@@ -329,6 +329,50 @@ static void test_medium_group(void) {
   ebb_free(b);
 }
 
+/* A medium page whose full run of slices fits nowhere in the medium
+ * pages' segments is cut to a shorter run there (fewer blocks), rather
+ * than taking another segment.  The segments are filled with one-slice
+ * runs, then every other run of the last one is given back. */
+static void test_medium_page_cut_to_fit(void) {
+  enum { MAX_RUNS = 4096 };
+  static ebb_page_t *runs[MAX_RUNS];
+  ebb_heap_t shared;
+  memset(&shared, 0, sizeof shared);
+  shared.is_shared = true;
+  shared.thread_id = EBB_OWNER_SHARED;
+  size_t n = 0;
+  ebb_segment_t *last = NULL;
+  /* Until a segment is taken fresh (every other one full), then until it
+   * is full too. */
+  while (n < MAX_RUNS) {
+    ebb_page_t *page = segment_page_alloc(&shared, 1, 1, false);
+    CHECK(page != NULL);
+    if (page == NULL) return;
+    runs[n++] = page;
+    ebb_segment_t *seg = segment_of(page);
+    if (last == NULL && __builtin_popcountll(seg->used_slices) == 2) last = seg;
+    if (last != NULL && seg != last) {
+      CHECK(!"a run outside the segment being filled");
+      break;
+    }
+    if (last != NULL && ~last->used_slices == 0) break;
+  }
+  CHECK(last != NULL && ~last->used_slices == 0);
+  size_t freed = 0;
+  for (size_t i = 0; i < n; i++)
+    if (segment_of(runs[i]) == last && page_index(last, runs[i]) % 2 == 0) {
+      segment_page_free(&shared, last, runs[i]);
+      runs[i] = NULL;
+      freed++;
+    }
+  CHECK(freed >= 30);
+  ebb_page_t *cut = segment_page_alloc(&shared, 2, 1, false);
+  CHECK(cut != NULL && segment_of(cut) == last && cut->slice_count == 1);
+  if (cut) segment_page_free(&shared, segment_of(cut), cut);
+  for (size_t i = 0; i < n; i++)
+    if (runs[i]) segment_page_free(&shared, segment_of(runs[i]), runs[i]);
+}
+
 /* A large block (one a page) comes from the shared heaps too: the slices
  * another thread's block gave back serve this thread's next one. */
 static void *large_round_trip(void *arg) {
@@ -694,6 +738,7 @@ int main(void) {
   test_small_current_page_kept();
   test_inherited_residency_trimmed();
   test_medium_group();
+  test_medium_page_cut_to_fit();
   test_young_thread();
   test_shared_deferred_free();
   test_large_shared();
