@@ -7,8 +7,9 @@
  *   slice    64 KiB, the unit segments hand out.
  *   page     a span of slices holding blocks of one size class:
  *            small  (<= 8 KiB)   1 slice
- *            medium (<= 128 KiB) about 8 blocks, 2..8 slices (page_slices_for;
- *                                fewer where only a shorter run is free)
+ *            medium (<= 128 KiB) up to about 8 blocks, 1..8 slices (page_slices_for;
+ *                                fewer in a class's first pages and where only a
+ *                                shorter run is free)
  *            large  (<= 2 MiB)   enough slices for one block
  *            medium and large pages belong to the heaps all threads share
  *   huge     more than 2 MiB (or alignment above 64 KiB): its own mapping,
@@ -108,14 +109,14 @@ EBB_INLINE size_t page_guard_size(void) {
   return 0;
 #endif
 }
-/* Slices in a page of blocks of this size.  A medium page holds about 8
- * blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
- * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
- * 496 KiB free per thread and class. */
 /* The fewest slices a page of blocks of this size can have: one block's. */
 EBB_INLINE size_t page_slices_min(size_t block_size) {
   return (block_size + page_guard_size() + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
 }
+/* Slices in a full page of blocks of this size.  A medium page holds about
+ * 8 blocks, at most EBB_MEDIUM_PAGE_SLICES: every thread keeps a partly used
+ * page per class it uses, and a 512 KiB page of 16 KiB blocks could hold
+ * 496 KiB free per thread and class. */
 EBB_INLINE size_t page_slices_for(size_t block_size) {
   if (block_size <= EBB_SMALL_MAX) return 1;
   if (block_size <= EBB_MEDIUM_MAX) { /* 8 blocks' room holds a guard page too */
@@ -335,6 +336,9 @@ typedef struct ebb_heap {
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */
   uint32_t class_used_at[EBB_CLASS_COUNT];
+  /* The shared heap's: log2 of the blocks the next page of each medium
+   * class gets (0: one, up to 3: a full page; page.c, medium_page_slices). */
+  uint8_t medium_ramp[EBB_MEDIUM_CLASS_MAX - EBB_SMALL_CLASS_MAX];
   uintptr_t thread_id;                  /* ebb_thread_id() of that thread */
   struct ebb_heap *pool_next;
   uint32_t slow_calls;                  /* slow paths and emptying frees (inline purging) */

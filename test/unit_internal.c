@@ -373,6 +373,26 @@ static void test_medium_page_cut_to_fit(void) {
     if (runs[i]) segment_page_free(&shared, segment_of(runs[i]), runs[i]);
 }
 
+/* A shared heap's pages of a medium class grow with its use: one block,
+ * then two, then four; each page given back halves the next. */
+static void test_medium_pages_ramp(void) {
+  size_t n = 56 << 10; /* a class no other test uses, above the medium cache's */
+  void *p[4];
+  uint32_t want[4] = {1, 2, 2, 4}; /* the third block fills the second page */
+  for (int i = 0; i < 4; i++) {
+    p[i] = ebb_malloc(n);
+    CHECK(p[i] != NULL);
+    if (p[i] == NULL) return;
+    ebb_page_t *page = page_of(segment_of(p[i]), p[i]);
+    CHECK(page->reserved == want[i]);
+    if (page->reserved != want[i]) fprintf(stderr, "block %d: page of %u blocks\n", i, page->reserved);
+  }
+  for (int i = 0; i < 4; i++) ebb_free(p[i]);
+  void *again = ebb_malloc(n); /* three pages given back: one block again */
+  CHECK(again != NULL && page_of(segment_of(again), again)->reserved == 1);
+  ebb_free(again);
+}
+
 /* A large block (one a page) comes from the shared heaps too: the slices
  * another thread's block gave back serve this thread's next one. */
 static void *large_round_trip(void *arg) {
@@ -739,6 +759,7 @@ int main(void) {
   test_inherited_residency_trimmed();
   test_medium_group();
   test_medium_page_cut_to_fit();
+  test_medium_pages_ramp();
   test_young_thread();
   test_shared_deferred_free();
   test_large_shared();
