@@ -24,16 +24,6 @@ static pthread_barrier_t start_line, done_line;
 static atomic_int failed_allocs, clobbered_errno;
 static void *kept[THREADS][BLOCKS];
 
-static size_t mapped_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long pages = 0;
-  if (f) {
-    if (fscanf(f, "%lu", &pages) != 1) pages = 0;
-    fclose(f);
-  }
-  return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void *worker(void *arg) {
   int id = (int)(intptr_t)arg;
   uint64_t rng = 0x5eed0000u + (uint64_t)id;
@@ -83,7 +73,7 @@ int main(void) {
   struct rlimit old, capped;
   CHECK(getrlimit(RLIMIT_AS, &old) == 0);
   capped = old;
-  capped.rlim_cur = mapped_bytes();
+  capped.rlim_cur = test_statm_bytes(0);
   CHECK(setrlimit(RLIMIT_AS, &capped) == 0);
   /* Proof that the cap holds: nothing new can be mapped. */
   errno = 0;

@@ -50,16 +50,18 @@ static inline uint64_t test_rand(uint64_t *state) {
   return x * 2685821657736338717ull;
 }
 
-/* Resident set size of this process in bytes, from /proc/self/statm. */
-static inline size_t test_rss(void) {
+/* This process's mapped address space (resident: false) or resident set
+ * size (true) in bytes, from /proc/self/statm. */
+static inline size_t test_statm_bytes(int resident) {
   FILE *f = fopen("/proc/self/statm", "r");
   unsigned long pages_total = 0, pages_res = 0;
   if (f) {
-    if (fscanf(f, "%lu %lu", &pages_total, &pages_res) != 2) pages_res = 0;
+    if (fscanf(f, "%lu %lu", &pages_total, &pages_res) != 2) pages_total = pages_res = 0;
     fclose(f);
   }
-  return (size_t)pages_res * (size_t)sysconf(_SC_PAGESIZE);
+  return (size_t)(resident ? pages_res : pages_total) * (size_t)sysconf(_SC_PAGESIZE);
 }
+static inline size_t test_rss(void) { return test_statm_bytes(1); }
 
 /* Hide a value from the optimiser: no reasoning about where a pointer came
  * from (alloc_size, use-after-free, posix_memalign's untouched *out), and
