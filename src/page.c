@@ -446,19 +446,23 @@ static bool page_kept_when_empty(const ebb_heap_t *heap, const ebb_page_t *page)
  * each run taken where another class's had been, so the touched memory
  * spread: tiny (4 blocks of 16-64 KiB a round, from 16 classes) held
  * about 1 MiB resident in the medium pages for 160 KiB live. */
+static uint8_t *medium_ramp_of(ebb_heap_t *heap, unsigned cls) {
+  bool ramped = heap->is_shared && cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CLASS_MAX;
+  return ramped ? &heap->medium_ramp[cls - EBB_SMALL_CLASS_MAX - 1] : NULL;
+}
+
+/* Slices for the next page of cls: `full` unless the class is ramped. */
 static size_t medium_page_slices(ebb_heap_t *heap, unsigned cls, size_t block_size, size_t full) {
-  uint8_t *ramp = &heap->medium_ramp[cls - EBB_SMALL_CLASS_MAX - 1];
-  size_t blocks = (size_t)1 << *ramp;
-  size_t slices = (blocks * block_size + page_guard_size() + EBB_SLICE_SIZE - 1) / EBB_SLICE_SIZE;
+  uint8_t *ramp = medium_ramp_of(heap, cls);
+  if (ramp == NULL) return full;
+  size_t slices = page_slices_min(((size_t)1 << *ramp) * block_size);
   if (*ramp < 3) (*ramp)++;
   return slices < full ? slices : full;
 }
 
 static void medium_ramp_down(ebb_heap_t *heap, unsigned cls) {
-  if (heap->is_shared && cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CLASS_MAX) {
-    uint8_t *ramp = &heap->medium_ramp[cls - EBB_SMALL_CLASS_MAX - 1];
-    if (*ramp > 0) (*ramp)--;
-  }
+  uint8_t *ramp = medium_ramp_of(heap, cls);
+  if (ramp != NULL && *ramp > 0) (*ramp)--;
 }
 
 static bool page_retire(ebb_heap_t *heap, ebb_page_t *page) {
@@ -679,9 +683,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
    * a thread per round beside main: 44 segments mapped for under 10 MiB
    * live). */
   size_t block_size = class_size(cls);
-  size_t slices = page_slices_for(block_size);
-  if (heap->is_shared && cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CLASS_MAX)
-    slices = medium_page_slices(heap, cls, block_size, slices);
+  size_t slices = medium_page_slices(heap, cls, block_size, page_slices_for(block_size));
   page = NULL;
   if (!heap->is_shared) {
     page = segment_page_alloc_owned(heap, slices);

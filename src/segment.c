@@ -402,12 +402,9 @@ ebb_page_t *segment_page_alloc_owned(ebb_heap_t *heap, size_t slices) {
   return NULL;
 }
 
-/* A page of `slices` slices from one of the heap's segments, or from a
- * segment it takes (cached, abandoned, pooled; from the OS only with
- * from_os, else NULL). */
-static ebb_page_t *page_alloc_in(ebb_heap_t *heap, size_t slices, bool from_os) {
-  ebb_page_t *page = segment_page_alloc_owned(heap, slices);
-  if (page) return page;
+/* A page of `slices` slices from a segment the heap takes (cached,
+ * abandoned, pooled; from the OS only with from_os, else NULL). */
+static ebb_page_t *page_alloc_in_taken(ebb_heap_t *heap, size_t slices, bool from_os) {
   for (;;) {
     ebb_segment_t *seg = heap->cached_empty;
     if (seg) {
@@ -419,9 +416,16 @@ static ebb_page_t *page_alloc_in(ebb_heap_t *heap, size_t slices, bool from_os) 
     } else if (!from_os || (seg = segment_from_os(heap)) == NULL) {
       return NULL;
     }
-    page = segment_take_in(heap, seg, slices);
+    ebb_page_t *page = segment_take_in(heap, seg, slices);
     if (page) return page;
   }
+}
+
+/* A page of `slices` slices from one of the heap's segments, else as
+ * page_alloc_in_taken. */
+static ebb_page_t *page_alloc_in(ebb_heap_t *heap, size_t slices, bool from_os) {
+  ebb_page_t *page = segment_page_alloc_owned(heap, slices);
+  return page ? page : page_alloc_in_taken(heap, slices, from_os);
 }
 
 /* ---- the medium group: one set of segments for every shared heap ----------
@@ -460,7 +464,7 @@ static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_
   medium_group_lock_take();
   ebb_page_t *page = segment_page_alloc_owned(holder, slices);
   if (page == NULL && min_slices < slices) page = segment_page_alloc_owned(holder, min_slices);
-  if (page == NULL) page = page_alloc_in(holder, slices, false);
+  if (page == NULL) page = page_alloc_in_taken(holder, slices, false);
   lock_release(&medium_group_lock);
   if (page) return page;
   ebb_segment_t *seg = segment_from_os(holder); /* mmap outside the lock */
