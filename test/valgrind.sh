@@ -53,8 +53,14 @@ vg() {
   rc=$?
   local secs bad=0
   secs=$(echo "$(date +%s.%N) - $t0" | bc)
-  local main_log
-  main_log=$(grep -l "Command: $bin" "$logs"/vg.*.log 2>/dev/null | head -n 1)
+  # The main process's log: the one whose parent left no log.  (Forked
+  # children, as system() makes, log the same command line, and the first
+  # file by name was a child's once the PIDs passed 9999 into 10000.)
+  local main_log="" log ppid
+  for log in $(grep -l "Command: $bin" "$logs"/vg.*.log 2>/dev/null); do
+    ppid=$(sed -n 's/^==[0-9]*== Parent PID: \([0-9]*\).*/\1/p' "$log" | head -n 1)
+    if [ ! -e "$logs/vg.$ppid.log" ]; then main_log=$log; break; fi
+  done
   if [ "$rc" -ne 0 ]; then
     echo "FAIL: $name under valgrind: exit $rc$([ "$rc" -eq 99 ] && echo ' (memcheck errors)')$([ "$rc" -eq 124 ] && echo " (timed out after ${limit}s)")"
     bad=1
