@@ -599,8 +599,8 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
  * packed already, and taken as the current page it would serve a few
  * allocations before the slow path came back.  Taking the fullest page
  * whatever its free count did that in mimalloc-bench's alloc-test (random
- * frees over every page of a class; 5.1 million mallocs, callgrind): 56,400
- * slow paths, 12,700 with this.  An eighth instead of a 32nd: 11,400, but
+ * frees over every page of a class; 5.1 million mallocs): 291,000 slow
+ * paths, 12,700 with this.  An eighth instead of a 32nd: 11,400, but
  * larson-2t's peak RSS 17 -> 21 MiB, its pages at 7/8 used passed over for
  * emptier ones. */
 EBB_INLINE bool page_mostly_used(const ebb_page_t *page, uint32_t used) {
