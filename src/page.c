@@ -634,8 +634,9 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   /* Visit pages from the front, collecting each: pages with nothing go to
    * the full list, empty ones back to their segment, and of the first few
    * with free blocks the fullest not mostly used is taken (packing: the
-   * emptier ones drain and are retired; page_better_candidate).  The others visited go to the back of the queue, so
-   * every page is collected in turn, not only the first few forever. */
+   * emptier ones drain and are retired; page_better_candidate).  The
+   * others visited go to the back of the queue, so every page is collected
+   * in turn, not only the first few forever. */
   ebb_page_t *best = NULL, *visited[EBB_PAGE_CANDIDATES];
   uint32_t best_used = 0;
   size_t candidates = 0;
@@ -678,8 +679,8 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   }
   if (best) {
     /* Reorder with plain list operations; the fast path's direct[] entries
-     * are rewritten once, below, if the first page changed (pages moved
-     * to the full list above left them as they were). */
+     * (left as they were by the pages moved to the full list above) are
+     * rewritten once, below, if they do not name the first page. */
     for (size_t i = 0; i < candidates; i++) {
       if (visited[i] == best) continue;
       list_remove(q, visited[i]);

@@ -199,13 +199,10 @@ static void test_lock_behaviour(void) {
   CHECK(atomic_load(&test_lock.held) == 0);
 }
 
-/* A small class's current page that went empty is kept for a malloc/free
- * loop, but not while the program moves on through other classes: then it
- * goes back to its segment (page.c, heap_retire_empty_current). */
 /* The slow path's choice among pages with free blocks: the fullest one
- * that is not mostly used (a 32nd of its blocks or more free),
- * not a page with a few free blocks, which sent every few mallocs back to
- * the slow path (mimalloc-bench's alloc-test: 291,000 slow paths in 5.1
+ * that is not mostly used (a 32nd of its blocks or more free), not a page
+ * with a few free blocks, which sent every few mallocs back to the slow
+ * path (mimalloc-bench's alloc-test: 291,000 slow paths in 5.1
  * million mallocs, 12,700 with this).  Run first: the class's pages are
  * the four made here. */
 static void test_slow_path_candidates(void) {
@@ -255,6 +252,9 @@ static void test_slow_path_candidates(void) {
   for (int i = 0; i < n; i++) ebb_free(blocks[i]);
 }
 
+/* A small class's current page that went empty is kept for a malloc/free
+ * loop, but not while the program moves on through other classes: then it
+ * goes back to its segment (page.c, heap_retire_empty_current). */
 static void test_empty_current_page_retired(void) {
   enum { N = 512 };
   static void *blocks[N];
