@@ -145,8 +145,8 @@ EBB_INLINE bool heap_young_alloc(ebb_heap_t *heap) {
 }
 
 /* A block of a thread's own class: the class's first page serves without
- * the slow path's visit of the queue (sizes above EBB_DIRECT_MAX have no
- * direct[] entry, and for any size the owner's frees since the fast path
+ * the slow path's visit of the queue (sizes above EBB_SMALL_MAX have no
+ * direct entry, and for any size the owner's frees since the fast path
  * emptied the list are taken in here: a loop over a few live blocks lives
  * on them).  Without a purger thread, the slow path's calls are what run
  * the purge passes: then it keeps them all. */
@@ -201,7 +201,8 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
   if (heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
   void *block = alloc_from_pages(heap, size, cls, zero);
   /* Sampling stopped while direct[] named the empty page: name the page. */
-  if (unlikely(size <= EBB_DIRECT_MAX && heap->direct[size] == &ebb_empty_page)) heap_direct_refresh(heap, cls);
+  if (unlikely(size <= EBB_SMALL_MAX && heap->direct[direct_index(size)] == &ebb_empty_page))
+    heap_direct_refresh(heap, cls);
   return block;
 }
 

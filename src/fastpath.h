@@ -20,23 +20,24 @@ EBB_INLINE bool secure_suspicious(const ebb_page_t *page, const ebb_block_t *blo
 #endif
 
 EBB_INLINE void *malloc_fast(size_t size) {
-  if (likely(size <= EBB_DIRECT_MAX)) {
-    ebb_page_t *page = ebb_tls_heap->direct[size];
-    ebb_block_t *block = page->free;
-    if (likely(block != NULL)) {
+  ebb_page_t *page;
+  if (likely(size <= EBB_DIRECT_MAX)) page = ebb_tls_heap->direct[size];
+  else if (size <= EBB_SMALL_MAX) page = ebb_tls_heap->direct[EBB_DIRECT_MID_BASE + ((size - 1) >> EBB_DIRECT_MID_SHIFT)];
+  else return alloc_generic(size, false);
+  ebb_block_t *block = page->free;
+  if (likely(block != NULL)) {
 #if EBB_SECURE
-      /* page_pop's check, with a tail call when it fails: no frame here */
-      if (unlikely(!page_is_block_start(page, block))) return secure_pop_checked(page);
+    /* page_pop's check, with a tail call when it fails: no frame here */
+    if (unlikely(!page_is_block_start(page, block))) return secure_pop_checked(page);
 #endif
-      ebb_block_t *next = block_take_next(block);
-      /* No code: it keeps gcc from holding the block outside the return
-       * register (then a move before ret, on every malloc). */
-      __asm__("" : "+r"(block));
-      page->free = next;
-      page->used_minus_one++;
-      page->alloc_count++;
-      return block;
-    }
+    ebb_block_t *next = block_take_next(block);
+    /* No code: it keeps gcc from holding the block outside the return
+     * register (then a move before ret, on every malloc). */
+    __asm__("" : "+r"(block));
+    page->free = next;
+    page->used_minus_one++;
+    page->alloc_count++;
+    return block;
   }
   return alloc_generic(size, false);
 }

@@ -183,6 +183,7 @@ void ebb_init(void) {
   int expected = 0;
   if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
     atomic_store(&init_thread, pthread_self());
+    page_tables_init();
     os_init();
     options_init();
     purge_init();

@@ -195,7 +195,7 @@ static int dump_to(const char *path, bool collapsed) {
 static void refresh_own_table(void) {
   ebb_heap_t *heap = ebb_tls_heap;
   if (heap == &ebb_empty_heap) return;
-  for (unsigned cls = 1; cls < EBB_CLASS_COUNT && class_size(cls) <= EBB_DIRECT_MAX; cls++)
+  for (unsigned cls = 1; cls <= EBB_SMALL_CLASS_MAX; cls++)
     heap_direct_refresh(heap, cls);
 }
 

@@ -39,6 +39,9 @@ static void test_size_classes(void) {
     CHECK(class_size(c) >= n);
     CHECK(c == 1 || class_size(c - 1) < n);
   }
+  /* direct_mid[] gives each entry one class: the boundaries there are multiples of its step */
+  for (unsigned c = size_class_of(EBB_DIRECT_MAX); c <= EBB_SMALL_CLASS_MAX; c++)
+    CHECK(class_size(c) % ((size_t)1 << EBB_DIRECT_MID_SHIFT) == 0);
   /* powers of two are classes (aligned requests rely on it) */
   for (size_t a = 8; a <= EBB_LARGE_MAX; a <<= 1) CHECK(class_size(size_class_of(a)) == a);
 }
@@ -205,16 +208,19 @@ static void test_lock_behaviour(void) {
  * path (mimalloc-bench's alloc-test: 291,000 slow paths in 5.1
  * million mallocs, 12,700 with this).  Run first: the class's pages are
  * the four made here. */
-static void test_slow_path_candidates(void) {
-  enum { SIZE = 320, PAGES = 4, MAX = 4096 };
+/* Fill four pages of `size`'s class: the first three end on the full
+ * list, the fourth is the class's current page, its blocks all handed
+ * out.  Then free to_free(reserved)[k] blocks of page k (k < 3), malloc
+ * twice, and return the index of the page both came from (-1: another). */
+typedef void (*to_free_fn)(uint32_t reserved, uint32_t to_free[3]);
+static int slow_path_choice(size_t size, to_free_fn plan) {
+  enum { PAGES = 4, MAX = 4096 };
   static void *blocks[MAX];
   ebb_page_t *pages[PAGES];
-  unsigned cls = size_class_of(SIZE);
+  unsigned cls = size_class_of(size);
   int n = 0, made = 0;
-  /* Fill four pages: the first three end on the full list, the fourth is
-   * the class's current page, its blocks all handed out. */
   while (n < MAX) {
-    void *p = ebb_malloc(SIZE);
+    void *p = ebb_malloc(size);
     ebb_page_t *page = page_of(segment_of(p), p);
     if (made == 0 || pages[made - 1] != page) {
       if (made == PAGES) {
@@ -228,11 +234,8 @@ static void test_slow_path_candidates(void) {
   }
   CHECK(made == PAGES);
   ebb_heap_t *heap = ebb_tls_heap; /* made by the first malloc */
-  uint32_t reserved = pages[0]->reserved;
-  CHECK(reserved >= 64);
-  /* Page 0: 2 blocks free (mostly used); page 1: half; page 2: three
-   * quarters.  Fullest first would take page 0. */
-  uint32_t to_free[3] = {2, reserved / 2, reserved * 3 / 4}, freed[3] = {0, 0, 0};
+  uint32_t to_free[3], freed[3] = {0, 0, 0};
+  plan(pages[0]->reserved, to_free);
   for (int i = 0; i < n; i++) {
     ebb_page_t *page = page_of(segment_of(blocks[i]), blocks[i]);
     for (int k = 0; k < 3; k++)
@@ -242,14 +245,64 @@ static void test_slow_path_candidates(void) {
         freed[k]++;
       }
   }
-  void *p = ebb_malloc(SIZE);
-  CHECK(page_of(segment_of(p), p) == pages[1]);
-  CHECK(heap->queues[cls].first == pages[1]);
-  void *q = ebb_malloc(SIZE); /* the fast path: direct[] names the chosen page */
-  CHECK(page_of(segment_of(q), q) == pages[1]);
+  void *p = ebb_malloc(size);
+  void *q = ebb_malloc(size); /* the fast path: direct[] names the chosen page */
+  ebb_page_t *chosen = page_of(segment_of(p), p);
+  int index = -1;
+  for (int k = 0; k < PAGES; k++)
+    if (chosen == pages[k]) index = k;
+  CHECK(heap->queues[cls].first == chosen);
+  CHECK(page_of(segment_of(q), q) == chosen);
   ebb_free(p);
   ebb_free(q);
   for (int i = 0; i < n; i++) ebb_free(blocks[i]);
+  return index;
+}
+
+/* Many blocks a page: page 0 with 2 blocks free (under a 32nd: mostly
+ * used), page 1 half, page 2 three quarters.  Fullest first would take
+ * page 0. */
+static void plan_many(uint32_t reserved, uint32_t to_free[3]) {
+  CHECK(reserved >= 64);
+  to_free[0] = 2;
+  to_free[1] = reserved / 2;
+  to_free[2] = reserved * 3 / 4;
+}
+/* Few big blocks (16 of 4 KiB): page 0 with 2 free (a 32nd is 0, but two
+ * blocks are mostly used), page 1 with 4, page 2 half.  Fullest first, or
+ * the 32nd alone, would take page 0 and be back for two blocks' time. */
+static void plan_few(uint32_t reserved, uint32_t to_free[3]) {
+  CHECK(reserved >= 16 && reserved < 32);
+  to_free[0] = 2;
+  to_free[1] = 4;
+  to_free[2] = reserved / 2;
+}
+static void test_slow_path_candidates(void) {
+  CHECK(slow_path_choice(320, plan_many) == 1);
+  CHECK(slow_path_choice(4096, plan_few) == 1);
+}
+
+/* Sizes from 1 KiB to 8 KiB take the fast path through direct_mid[]: after
+ * a class's first malloc, every size of the class names its page there,
+ * and the sizes on either side name other classes' entries. */
+static void test_direct_mid(void) {
+  enum { CLASSES = EBB_SMALL_CLASS_MAX + 1 };
+  static void *blocks[CLASSES];
+  unsigned first = size_class_of(EBB_DIRECT_MAX + 1);
+  for (unsigned c = first; c <= EBB_SMALL_CLASS_MAX; c++) blocks[c] = ebb_malloc(class_size(c));
+  ebb_heap_t *heap = ebb_tls_heap;
+  for (unsigned c = first; c <= EBB_SMALL_CLASS_MAX; c++) {
+    ebb_page_t *page = page_of(segment_of(blocks[c]), blocks[c]);
+    CHECK(page->class_idx == c);
+    size_t lo = class_size(c - 1) + 1, hi = class_size(c);
+    for (size_t n = lo; n <= hi; n++) CHECK(heap->direct[direct_index(n)] == page);
+    if (c > first) CHECK(heap->direct[direct_index(lo - 1)] != page);
+    if (c < EBB_SMALL_CLASS_MAX) CHECK(heap->direct[direct_index(hi + 1)] != page);
+    void *q = ebb_malloc(lo); /* the smallest size of the class: the same page */
+    CHECK(page_of(segment_of(q), q) == page);
+    ebb_free(q);
+  }
+  for (unsigned c = first; c <= EBB_SMALL_CLASS_MAX; c++) ebb_free(blocks[c]);
 }
 
 /* A small class's current page that went empty is kept for a malloc/free
@@ -803,6 +856,7 @@ static void test_sampling_counts_recycled_blocks(void) {
 
 int main(void) {
   test_slow_path_candidates();
+  test_direct_mid();
   test_unwind();
   test_foreign_cache();
   test_foreign_cache_refill();
