@@ -33,7 +33,7 @@
 # --quick  N1=20000 N2=120000 (a smoke test; the figures differ slightly).
 #
 # Environment: N1, N2 (iteration counts, default 200000 and 1200000),
-# WORKLOADS (default "fixed16 fixed16-keep random random-pair"), ALLOCATORS
+# WORKLOADS (default "fixed16 fixed16-keep random random-pair random-mid"), ALLOCATORS
 # (default "ebb mimalloc jemalloc tcmalloc glibc"), EBB_LIB (default
 # build/libebb.so), CC (default cc), VALGRIND (default valgrind).
 # Any run that fails or does not verify makes the script exit 1.
@@ -58,7 +58,7 @@ if ! [[ $N1 =~ ^[0-9]+$ && $N2 =~ ^[0-9]+$ ]] || [ "$N2" -le "$N1" ]; then
   echo "callgrind.sh: need integers N2 > N1 (got N1=$N1 N2=$N2)" >&2; exit 2
 fi
 
-WORKLOADS=${WORKLOADS:-"fixed16 fixed16-keep random random-pair"}
+WORKLOADS=${WORKLOADS:-"fixed16 fixed16-keep random random-pair random-mid"}
 ALLOCATORS=${ALLOCATORS:-"ebb mimalloc jemalloc tcmalloc glibc"}
 EBB_LIB=${EBB_LIB:-$REPO/build/libebb.so}
 CC=${CC:-cc}

@@ -11,6 +11,8 @@
  *                 loop; each iteration frees a random slot and mallocs a new
  *                 random size (8..1024 bytes) into it.
  *   random-pair   p = malloc(random 8..1024); free(p).
+ *   random-mid    as random, with sizes 1025..8192 (the fast path's
+ *                 entries above 1 KiB).
  *
  * Meant to be run under valgrind --tool=callgrind with the allocator under
  * test in LD_PRELOAD (bench/callgrind.sh): the loops are noinline functions
@@ -43,6 +45,8 @@
 #define SLOTS 1000
 #define MIN_SIZE 8
 #define MAX_SIZE 1024
+#define MID_MIN_SIZE 1025
+#define MID_MAX_SIZE 8192
 
 volatile uintptr_t sink;
 
@@ -61,6 +65,11 @@ static inline uint64_t xorshift64(uint64_t *s)
 static inline size_t rand_size(uint64_t r)
 {
     return MIN_SIZE + (size_t)(((r & 0xffffffffu) * (uint64_t)(MAX_SIZE - MIN_SIZE + 1)) >> 32);
+}
+
+static inline size_t rand_mid_size(uint64_t r)
+{
+    return MID_MIN_SIZE + (size_t)(((r & 0xffffffffu) * (uint64_t)(MID_MAX_SIZE - MID_MIN_SIZE + 1)) >> 32);
 }
 
 /* 0..SLOTS-1, from the high 32 bits. */
@@ -113,6 +122,25 @@ NOINLINE static uintptr_t loop_random(long n, void **slots, uint64_t *seed)
     return acc;
 }
 
+/* loop_random's twin for sizes above 1 KiB (its own function, so that
+ * loop_random's code, and its counts, stay as they were). */
+NOINLINE static uintptr_t loop_random_mid(long n, void **slots, uint64_t *seed)
+{
+    uintptr_t acc = 0;
+    uint64_t s = *seed;
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift64(&s);
+        unsigned k = rand_slot(r);
+        free(slots[k]);
+        void *p = malloc(rand_mid_size(r));
+        touch(p, (uintptr_t)i);
+        acc ^= (uintptr_t)p;
+        slots[k] = p;
+    }
+    *seed = s;
+    return acc;
+}
+
 NOINLINE static uintptr_t loop_random_pair(long n, uint64_t *seed)
 {
     uintptr_t acc = 0;
@@ -151,7 +179,7 @@ static _Noreturn void usage(void)
 {
     fprintf(stderr,
             "usage: fastpath WORKLOAD ITERATIONS\n"
-            "  WORKLOAD: fixed16 | fixed16-keep | random | random-pair\n");
+            "  WORKLOAD: fixed16 | fixed16-keep | random | random-pair | random-mid\n");
     exit(2);
 }
 
@@ -187,6 +215,15 @@ int main(int argc, char **argv)
             free(slots[k]);
     } else if (strcmp(w, "random-pair") == 0) {
         acc = loop_random_pair(n, &seed);
+    } else if (strcmp(w, "random-mid") == 0) {
+        static void *slots[SLOTS];
+        for (unsigned k = 0; k < SLOTS; k++) {
+            slots[k] = xmalloc(rand_mid_size(xorshift64(&seed)));
+            touch(slots[k], k);
+        }
+        acc = loop_random_mid(n, slots, &seed);
+        for (unsigned k = 0; k < SLOTS; k++)
+            free(slots[k]);
     } else {
         usage();
     }

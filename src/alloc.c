@@ -200,8 +200,13 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
   }
   if (heap_young_alloc(heap)) return alloc_shared(size, cls, zero);
   void *block = alloc_from_pages(heap, size, cls, zero);
-  /* Sampling stopped while direct[] named the empty page: name the page. */
-  if (unlikely(size <= EBB_SMALL_MAX && heap->direct[direct_index(size)] == &ebb_empty_page))
+  /* Sampling stopped while direct[] named the empty page: name the page.
+   * Or it started while the entry named a page (another thread turned it
+   * on): above 1 KiB no sampled path points it at the empty page, and the
+   * class's first page may keep serving here without the slow path. */
+  if (size <= EBB_SMALL_MAX &&
+      unlikely((heap->direct[direct_index(size)] == &ebb_empty_page) !=
+               (atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)))
     heap_direct_refresh(heap, cls);
   return block;
 }

@@ -22,7 +22,7 @@ EBB_INLINE bool secure_suspicious(const ebb_page_t *page, const ebb_block_t *blo
 EBB_INLINE void *malloc_fast(size_t size) {
   ebb_page_t *page;
   if (likely(size <= EBB_DIRECT_MAX)) page = ebb_tls_heap->direct[size];
-  else if (size <= EBB_SMALL_MAX) page = ebb_tls_heap->direct[EBB_DIRECT_MID_BASE + ((size - 1) >> EBB_DIRECT_MID_SHIFT)];
+  else if (size <= EBB_SMALL_MAX) page = ebb_tls_heap->direct[direct_index(size)];
   else return alloc_generic(size, false);
   ebb_block_t *block = page->free;
   if (likely(block != NULL)) {

@@ -229,10 +229,10 @@ static ebb_heap_t *heap_new(bool *fresh) {
 }
 
 /* A heap carved from fresh memory is zero already: clearing it would make
- * all of its 18 KiB resident, where a thread that uses a few classes
+ * all of its 19 KiB resident, where a thread that uses a few classes
  * touches the direct table and a few lines.  A shared heap has no use for
  * the direct table (only a thread's own heap is read by the fast path),
- * so its 8 KiB stay untouched too. */
+ * so its 8.4 KiB stay untouched too. */
 static void heap_reset(ebb_heap_t *heap, bool fresh, bool shared) {
   if (!fresh) memset(heap, 0, offsetof(ebb_heap_t, all_next)); /* the rest outlives threads */
   atomic_store_explicit(&heap->active, 1, memory_order_relaxed); /* a new thread is not quiet */

@@ -323,7 +323,7 @@ void page_tables_init(void) {
 void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target) {
   size_t last = direct_last[cls];
   if (heap->direct[last] == target) return; /* all the class's entries are set together */
-  /* A class spans 8 to 128 sizes, so this runs on every slow path that
+  /* A class has 1 to 128 entries, so this runs on every slow path that
    * switches pages: four stores a turn (paired into vector stores) instead
    * of one. */
   ebb_page_t **entry = &heap->direct[direct_first[cls]];
@@ -607,23 +607,6 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
 /* How many pages with free blocks the slow path compares before choosing. */
 #define EBB_PAGE_CANDIDATES 4
 
-/* A page with fewer than a 32nd of its blocks free, or with at most two
- * that are at most an eighth, is mostly used: it is packed already, and
- * taken as the current page it would serve a few allocations before the
- * slow path came back.  Taking the fullest page whatever its free count
- * did that in mimalloc-bench's alloc-test (random frees over every page of
- * a class; 5.1 million mallocs): 291,000 slow paths, 12,700 with the
- * 32nd.  An eighth alone: 11,400, but larson-2t's peak RSS 17 -> 21 MiB,
- * its pages at 7/8 used passed over for emptier ones.  The two blocks are
- * for pages of few big blocks (16 of 4 KiB, 8 of 8 KiB), whose 32nd is
- * zero: in this repo's alloc_test (sizes up to 8 KiB, random frees) they
- * took the slow path for a block or two at a time, 630,000 slow paths in
- * 2.5 million mallocs, about 450 instructions each.  The eighth keeps a
- * shared heap's medium pages of 2-4 blocks packing as before. */
-EBB_INLINE bool page_mostly_used(const ebb_page_t *page, uint32_t used) {
-  uint32_t free_blocks = page->reserved - used;
-  return free_blocks < page->reserved / 32 || (free_blocks <= 2 && free_blocks * 8 <= page->reserved);
-}
 /* Of two candidates, is `page` (with `used` blocks in use) the better
  * current page than `best`?  Packing first: the fullest page that is not
  * mostly used, so that the emptier ones drain and are retired.  When all

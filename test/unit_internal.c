@@ -39,7 +39,7 @@ static void test_size_classes(void) {
     CHECK(class_size(c) >= n);
     CHECK(c == 1 || class_size(c - 1) < n);
   }
-  /* direct_mid[] gives each entry one class: the boundaries there are multiples of its step */
+  /* direct[] above 1 KiB gives each entry one class: the boundaries there are multiples of its step */
   for (unsigned c = size_class_of(EBB_DIRECT_MAX); c <= EBB_SMALL_CLASS_MAX; c++)
     CHECK(class_size(c) % ((size_t)1 << EBB_DIRECT_MID_SHIFT) == 0);
   /* powers of two are classes (aligned requests rely on it) */
@@ -202,12 +202,6 @@ static void test_lock_behaviour(void) {
   CHECK(atomic_load(&test_lock.held) == 0);
 }
 
-/* The slow path's choice among pages with free blocks: the fullest one
- * that is not mostly used (a 32nd of its blocks or more free), not a page
- * with a few free blocks, which sent every few mallocs back to the slow
- * path (mimalloc-bench's alloc-test: 291,000 slow paths in 5.1
- * million mallocs, 12,700 with this).  Run first: the class's pages are
- * the four made here. */
 /* Fill four pages of `size`'s class: the first three end on the full
  * list, the fourth is the class's current page, its blocks all handed
  * out.  Then free to_free(reserved)[k] blocks of page k (k < 3), malloc
@@ -277,14 +271,32 @@ static void plan_few(uint32_t reserved, uint32_t to_free[3]) {
   to_free[1] = 4;
   to_free[2] = reserved / 2;
 }
+/* The slow path's choice among pages with free blocks: the fullest one
+ * that is not mostly used (a 32nd of its blocks or more free, and more
+ * than two or an eighth), not a page with a few free blocks, which sent
+ * every few mallocs back to the slow path (mimalloc-bench's alloc-test:
+ * 291,000 slow paths in 5.1 million mallocs, 12,700 with this).  Run
+ * first: the class's pages are the four made here. */
 static void test_slow_path_candidates(void) {
   CHECK(slow_path_choice(320, plan_many) == 1);
   CHECK(slow_path_choice(4096, plan_few) == 1);
+  /* The rule itself, at its edges (free = reserved - used). */
+  static ebb_page_t page;
+  page.reserved = 128;
+  CHECK(page_mostly_used(&page, 125) && !page_mostly_used(&page, 124)); /* 3 free: under a 32nd */
+  page.reserved = 16;
+  CHECK(page_mostly_used(&page, 14) && !page_mostly_used(&page, 13)); /* at most two */
+  page.reserved = 8;
+  CHECK(page_mostly_used(&page, 7) && !page_mostly_used(&page, 6)); /* an eighth: one */
+  page.reserved = 7;
+  CHECK(!page_mostly_used(&page, 6) && page_mostly_used(&page, 7)); /* under 8 blocks: only full */
 }
 
-/* Sizes from 1 KiB to 8 KiB take the fast path through direct_mid[]: after
- * a class's first malloc, every size of the class names its page there,
- * and the sizes on either side name other classes' entries. */
+/* Sizes from 1 KiB to 8 KiB take the fast path through direct[]'s entries
+ * after the 1,025 byte-indexed ones: after a class's first malloc, every
+ * size of the class names its page there, the sizes on either side name
+ * other classes' entries, and a malloc of every size gets a block that
+ * fits from the class's page. */
 static void test_direct_mid(void) {
   enum { CLASSES = EBB_SMALL_CLASS_MAX + 1 };
   static void *blocks[CLASSES];
@@ -298,9 +310,12 @@ static void test_direct_mid(void) {
     for (size_t n = lo; n <= hi; n++) CHECK(heap->direct[direct_index(n)] == page);
     if (c > first) CHECK(heap->direct[direct_index(lo - 1)] != page);
     if (c < EBB_SMALL_CLASS_MAX) CHECK(heap->direct[direct_index(hi + 1)] != page);
-    void *q = ebb_malloc(lo); /* the smallest size of the class: the same page */
-    CHECK(page_of(segment_of(q), q) == page);
-    ebb_free(q);
+    for (size_t n = lo; n <= hi; n++) {
+      void *q = ebb_malloc(n);
+      ebb_page_t *qpage = page_of(segment_of(q), q);
+      CHECK(qpage == page && qpage->block_size >= n);
+      ebb_free(q);
+    }
   }
   for (unsigned c = first; c <= EBB_SMALL_CLASS_MAX; c++) ebb_free(blocks[c]);
 }
@@ -829,10 +844,17 @@ static void test_unwind(void) { /* musl: stacks follow frame pointers (sample.c)
  * profile's estimate of the bytes allocated is about what the loop
  * allocated.  When the fast path was given the page itself, such a loop
  * ran uncounted for ever: the estimate was 0 for 10 million allocations. */
-static void test_sampling_counts_recycled_blocks(void) {
-  enum { N = 1000000, SIZE = 64 };
+static void test_sampling_counts_recycled_blocks(size_t size) {
+  enum { N = 1000000 };
+  const size_t SIZE = size;
+  /* First, a page with blocks on its free list, named by direct[]: the
+   * loop below would pop them without a call into the slow path unless
+   * turning sampling on pointed the class's entries away. */
+  void *first[8];
+  for (int i = 0; i < 8; i++) first[i] = ebb_malloc(SIZE);
+  for (int i = 1; i < 8; i++) ebb_free(first[i]);
+  void *keep = first[0];
   ebb_prof_start(64 << 10);
-  void *keep = ebb_malloc(SIZE);
   for (long i = 0; i < N; i++) {
     void *p = ebb_malloc(SIZE);
     *(volatile char *)p = 1;
@@ -877,6 +899,9 @@ int main(void) {
   test_block_start_check();
   test_block_start_far();
   test_find_free_run();
-  test_sampling_counts_recycled_blocks(); /* last: it turns sampling on */
+  /* Last: they turn sampling on.  4 KiB: a size with a direct[] entry a
+   * class (above 1 KiB), pointed away from its page while sampling is on. */
+  test_sampling_counts_recycled_blocks(64);
+  test_sampling_counts_recycled_blocks(4096);
   TEST_DONE();
 }
