@@ -35,6 +35,7 @@
  */
 #define _GNU_SOURCE 1 /* dladdr, RTLD_DEFAULT */
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +106,10 @@ NOINLINE static uintptr_t loop_fixed16(long n)
     return acc;
 }
 
-NOINLINE static uintptr_t loop_random(long n, void **slots, uint64_t *seed)
+/* The random loops' body, inlined into each with its size function (a
+ * constant there, so each loop's code is what it would be written out). */
+__attribute__((always_inline)) static inline uintptr_t random_slots(long n, void **slots, uint64_t *seed,
+                                                                     size_t (*size_of)(uint64_t))
 {
     uintptr_t acc = 0;
     uint64_t s = *seed;
@@ -113,7 +117,7 @@ NOINLINE static uintptr_t loop_random(long n, void **slots, uint64_t *seed)
         uint64_t r = xorshift64(&s);
         unsigned k = rand_slot(r);
         free(slots[k]);
-        void *p = malloc(rand_size(r));
+        void *p = malloc(size_of(r));
         touch(p, (uintptr_t)i);
         acc ^= (uintptr_t)p;
         slots[k] = p;
@@ -122,23 +126,16 @@ NOINLINE static uintptr_t loop_random(long n, void **slots, uint64_t *seed)
     return acc;
 }
 
-/* loop_random's twin for sizes above 1 KiB (its own function, so that
+NOINLINE static uintptr_t loop_random(long n, void **slots, uint64_t *seed)
+{
+    return random_slots(n, slots, seed, rand_size);
+}
+
+/* loop_random for sizes above 1 KiB (a loop of its own, so that
  * loop_random's code, and its counts, stay as they were). */
 NOINLINE static uintptr_t loop_random_mid(long n, void **slots, uint64_t *seed)
 {
-    uintptr_t acc = 0;
-    uint64_t s = *seed;
-    for (long i = 0; i < n; i++) {
-        uint64_t r = xorshift64(&s);
-        unsigned k = rand_slot(r);
-        free(slots[k]);
-        void *p = malloc(rand_mid_size(r));
-        touch(p, (uintptr_t)i);
-        acc ^= (uintptr_t)p;
-        slots[k] = p;
-    }
-    *seed = s;
-    return acc;
+    return random_slots(n, slots, seed, rand_mid_size);
 }
 
 NOINLINE static uintptr_t loop_random_pair(long n, uint64_t *seed)
@@ -204,26 +201,19 @@ int main(int argc, char **argv)
         acc = loop_fixed16(n);
         sink = (uintptr_t)keep;
         free(keep);
-    } else if (strcmp(w, "random") == 0) {
+    } else if (strcmp(w, "random") == 0 || strcmp(w, "random-mid") == 0) {
+        bool mid = strcmp(w, "random-mid") == 0;
         static void *slots[SLOTS];
         for (unsigned k = 0; k < SLOTS; k++) {
-            slots[k] = xmalloc(rand_size(xorshift64(&seed)));
+            uint64_t r = xorshift64(&seed);
+            slots[k] = xmalloc(mid ? rand_mid_size(r) : rand_size(r));
             touch(slots[k], k);
         }
-        acc = loop_random(n, slots, &seed);
+        acc = mid ? loop_random_mid(n, slots, &seed) : loop_random(n, slots, &seed);
         for (unsigned k = 0; k < SLOTS; k++)
             free(slots[k]);
     } else if (strcmp(w, "random-pair") == 0) {
         acc = loop_random_pair(n, &seed);
-    } else if (strcmp(w, "random-mid") == 0) {
-        static void *slots[SLOTS];
-        for (unsigned k = 0; k < SLOTS; k++) {
-            slots[k] = xmalloc(rand_mid_size(xorshift64(&seed)));
-            touch(slots[k], k);
-        }
-        acc = loop_random_mid(n, slots, &seed);
-        for (unsigned k = 0; k < SLOTS; k++)
-            free(slots[k]);
     } else {
         usage();
     }
