@@ -229,7 +229,7 @@ static ebb_heap_t *heap_new(bool *fresh) {
 }
 
 /* A heap carved from fresh memory is zero already: clearing it would make
- * all of its 19 KiB resident, where a thread that uses a few classes
+ * all of its 23 KiB resident, where a thread that uses a few classes
  * touches the direct table and a few lines.  A shared heap has no use for
  * the direct table (only a thread's own heap is read by the fast path),
  * so its 8.4 KiB stay untouched too. */

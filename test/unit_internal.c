@@ -846,17 +846,16 @@ static void test_unwind(void) { /* musl: stacks follow frame pointers (sample.c)
  * ran uncounted for ever: the estimate was 0 for 10 million allocations. */
 static void test_sampling_counts_recycled_blocks(size_t size) {
   enum { N = 1000000 };
-  const size_t SIZE = size;
   /* First, a page with blocks on its free list, named by direct[]: the
    * loop below would pop them without a call into the slow path unless
    * turning sampling on pointed the class's entries away. */
   void *first[8];
-  for (int i = 0; i < 8; i++) first[i] = ebb_malloc(SIZE);
+  for (int i = 0; i < 8; i++) first[i] = ebb_malloc(size);
   for (int i = 1; i < 8; i++) ebb_free(first[i]);
   void *keep = first[0];
   ebb_prof_start(64 << 10);
   for (long i = 0; i < N; i++) {
-    void *p = ebb_malloc(SIZE);
+    void *p = ebb_malloc(size);
     *(volatile char *)p = 1;
     ebb_free(p);
   }
@@ -872,7 +871,7 @@ static void test_sampling_counts_recycled_blocks(size_t size) {
   CHECK(f != NULL && fscanf(f, "heap profile: %llu: %llu [%llu: %llu]", &live_n, &live_b, &all_n, &all_b) == 4);
   if (f) fclose(f);
   unlink(path);
-  unsigned long long want = (unsigned long long)N * SIZE;
+  unsigned long long want = (unsigned long long)N * size;
   CHECK(all_b > want / 2 && all_b < want * 2);
 }
 
