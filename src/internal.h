@@ -286,6 +286,10 @@ enum { EBB_SEGMENT_NORMAL = 1, EBB_SEGMENT_HUGE = 2 };
  * free path's one test sends them aside, and told apart there. */
 #define EBB_OWNER_SAMPLED ((uintptr_t)6)
 
+/* A shared heap's page on a thread's segment, or the freed run of one
+ * (segment.c, lent pages): never the segment owner's to walk. */
+EBB_INLINE bool page_is_lent(const ebb_page_t *page) { return page->owner_thread == EBB_OWNER_SHARED; }
+
 /* A lock for the allocator's own structures (sync.c): 0 free, 1 held, 2
  * held and a waiter may sleep on it (a futex word). */
 typedef struct { _Atomic uint32_t held; } ebb_lock_t;

@@ -806,7 +806,7 @@ void heap_collect(ebb_heap_t *heap, bool force) {
     ebb_segment_t *seg = lists[l];
     while (seg) {
       ebb_segment_t *next = seg->next;
-      FOR_EACH_PAGE(seg, page) heap_collect_page(heap, page, force);
+      FOR_EACH_PAGE(seg, page) if (!page_is_lent(page)) heap_collect_page(heap, page, force);
       seg = next;
     }
   }

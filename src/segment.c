@@ -391,15 +391,19 @@ static ebb_page_t *segment_take_in(ebb_heap_t *heap, ebb_segment_t *seg, size_t 
 
 /* A page of `slices` slices from a free run of the heap's own segments
  * (NULL: none has room). */
+static ebb_page_t *owned_run(ebb_heap_t *heap, size_t slices, bool dirty_only) {
+  for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
+    ebb_page_t *page = segment_try_take(heap, seg, slices, dirty_only);
+    if (page) return page;
+  }
+  return NULL;
+}
+
 ebb_page_t *segment_page_alloc_owned(ebb_heap_t *heap, size_t slices) {
   /* Resident free slices first: taking clean ones while dirty ones wait for
    * their decay would hold both. */
-  for (int dirty_only = 1; dirty_only >= 0; dirty_only--)
-    for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
-      ebb_page_t *page = segment_try_take(heap, seg, slices, dirty_only);
-      if (page) return page;
-    }
-  return NULL;
+  ebb_page_t *page = owned_run(heap, slices, true);
+  return page ? page : owned_run(heap, slices, false);
 }
 
 /* A page of `slices` slices from a segment the heap takes (cached,
@@ -452,6 +456,40 @@ static void medium_group_lock_take(void) {
   }
 }
 
+/* ---- lent pages: medium pages on a thread's own segments ----------------------
+ * A shared heap's new medium page, when the group's segments have no
+ * resident free run of its length, takes one of the allocating thread's
+ * own segments before a clean run of the group's.  With the group's
+ * segments apart, a thread's freed small pages and the group's freed
+ * medium pages could not take each other's slices: sh8bench, whose threads
+ * go through the small sizes and then the medium ones, each round, kept
+ * both resident (about 2.4 MiB each a thread; 11.9 MiB peak against glibc's
+ * 6.1).  mimalloc v3's pages all share its arenas' slices.  Taking the
+ * thread's runs before the group's resident ones did as well for sh8bench,
+ * but left the group's waiting for their decay: thread_task and
+ * trace_replay-2t peaked 7-22% higher.
+ *
+ * The page stays the shared heap's (owner_thread EBB_OWNER_SHARED): the
+ * segment's owner skips it wherever it walks its pages (page_is_lent), and
+ * the shared heap frees it back like any of its pages, from any thread,
+ * under the segment's lock only; the owner's segment lists are left as
+ * they are (a segment that was full is found again when the owner next
+ * frees a page of its own there; the slices decay and are purged wherever
+ * the segment is).  An exiting owner abandons the segment with the lent
+ * pages still in it; whoever adopts it leaves them alone too.  Only
+ * resident runs are lent: a clean run saves nothing over the group's. */
+static ebb_heap_t *lender_heap(void) {
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (heap == &ebb_empty_heap || !heap->is_live || heap->is_shared) return NULL;
+  return heap->segments ? heap : NULL;
+}
+
+static ebb_page_t *segment_lend(ebb_heap_t *heap, size_t slices) {
+  ebb_page_t *page = owned_run(heap, slices, true);
+  if (page) page->owner_thread = EBB_OWNER_SHARED;
+  return page;
+}
+
 /* Before another segment is taken for the medium pages (pooled or
  * mapped), a medium page is cut shorter (fewer blocks, down to one) to fit
  * a free run of their own: runs of 2-8 slices often fit nowhere once
@@ -459,11 +497,18 @@ static void medium_group_lock_take(void) {
  * 8 B to 50 KiB, 0.1% up to 512 KiB, a new thread a round) mapped a fifth
  * segment for them while theirs held 19 free slices, all resident, in runs
  * too short. */
-static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_block) {
+static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_block, bool may_lend) {
   ebb_heap_t *holder = one_block ? &large_holder : &medium_holder;
+  ebb_heap_t *lender = may_lend && !one_block ? lender_heap() : NULL;
+  ebb_page_t *page = NULL;
   medium_group_lock_take();
-  ebb_page_t *page = segment_page_alloc_owned(holder, slices);
-  if (page == NULL && min_slices < slices) page = segment_page_alloc_owned(holder, min_slices);
+  /* Resident runs first, the group's then this thread's; clean ones last. */
+  for (size_t len = slices;; len = min_slices) {
+    page = owned_run(holder, len, true);
+    if (page == NULL && lender) page = segment_lend(lender, len);
+    if (page == NULL) page = owned_run(holder, len, false);
+    if (page != NULL || len == min_slices) break;
+  }
   if (page == NULL) page = page_alloc_in_taken(holder, slices, false);
   lock_release(&medium_group_lock);
   if (page) return page;
@@ -489,7 +534,8 @@ static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_
  * the medium pages' spans reached the top. */
 ebb_page_t *segment_page_alloc(ebb_heap_t *heap, size_t slices, size_t min_slices, bool one_block) {
   if (heap->is_shared) {
-    ebb_page_t *page = medium_page_alloc(slices, min_slices, one_block);
+    /* The sampled heap's pages (sample.c) come from the group's alone. */
+    ebb_page_t *page = medium_page_alloc(slices, min_slices, one_block, heap->thread_id == EBB_OWNER_SHARED);
     if (page != NULL) page->owner_thread = heap->thread_id; /* the sampled heap's mark */
     return page;
   }
@@ -510,9 +556,15 @@ static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
 static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t now) {
   size_t first = page_index(seg, page);
   uint64_t mask = run_mask(first, page->slice_count);
+  bool lent = page_is_lent(page);
   page_harvest_stats(page);
   lock_acquire(&seg->lock);
   page_descriptors_clear(seg, page); /* under the lock: see take_run */
+  /* A lent page keeps its mark once freed: the segment's owner, walking
+   * its pages unlocked, may still see the run's bit set (segment.c, lent
+   * pages); the mark tells it the page is not its own.  Taking the run
+   * clears it. */
+  if (lent) page->owner_thread = EBB_OWNER_SHARED;
   stamp_slices(seg, mask, now);
   seg->used_slices &= ~mask;
   lock_release(&seg->lock);
@@ -531,6 +583,19 @@ static void page_free_in(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page)
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
   if (!heap->is_shared) {
     page_free_in(heap, seg, page);
+    return;
+  }
+  /* A holder's segment stays its holder's while it has pages; a thread's
+   * segment never becomes a holder's while a lent page is in it. */
+  ebb_heap_t *seg_owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
+  if (seg_owner != &medium_holder && seg_owner != &large_holder) {
+    ebb_heap_t *own = ebb_tls_heap;
+    if (seg_owner == own && own != &ebb_empty_heap) {
+      page_free_in(own, seg, page); /* this thread's segment: its lists too */
+    } else {
+      segment_release_run(seg, page, os_clock_ms());
+      purge_notify();
+    }
     return;
   }
   medium_group_lock_take(); /* the segment's owner is its holder, and stays */
@@ -591,6 +656,7 @@ void segments_abandon(ebb_heap_t *heap) {
       ebb_segment_t *next = seg->next;
       seg->in_full_list = 0;
       FOR_EACH_PAGE(seg, page) {
+        if (page_is_lent(page)) continue; /* the shared heap's */
         page_collect_all(page);
         page_mark_full(page, false);
         atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);
@@ -623,6 +689,7 @@ static void segment_take_abandoned(ebb_heap_t *heap, ebb_segment_t *seg) {
   atomic_store_explicit(&seg->remote_full, 0, memory_order_seq_cst);
   uint32_t now = os_clock_ms();
   FOR_EACH_PAGE(seg, page) {
+    if (page_is_lent(page)) continue;
     page_set_owner_thread(page, heap->thread_id);
     page_collect_all(page);
     if (page_used(page) == 0) {
@@ -700,6 +767,7 @@ size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force) {
     list = seg->next;
     bool freed_into = false;
     FOR_EACH_PAGE(seg, page) {
+      if (page_is_lent(page)) continue;
       if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
         page_collect_all(page);
         freed_into = true;
@@ -716,7 +784,7 @@ size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force) {
     }
     if (!seg->abandoned_purged) {
       if (force || decay_reached(now, seg->abandoned_stamp, decay_ms)) {
-        FOR_EACH_PAGE(seg, page) page_purge_free_units(page);
+        FOR_EACH_PAGE(seg, page) if (!page_is_lent(page)) page_purge_free_units(page);
         seg->abandoned_purged = 1;
       } else {
         left += EBB_SLICE_SIZE;

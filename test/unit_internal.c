@@ -450,6 +450,63 @@ static void test_medium_group(void) {
   ebb_free(b);
 }
 
+/* A shared heap's new medium page takes a resident free run of the
+ * allocating thread's own segments (segment.c, lent pages): the slices its
+ * small pages gave back serve the medium block, and come back to the
+ * thread's segment when the page empties.  A lent page outlives its
+ * thread: the segment is abandoned with it, and another thread frees its
+ * block. */
+static void *lend_pages(void *arg) {
+  enum { SMALL = 4096 };
+  static void *small[SMALL];
+  for (int i = 0; i < SMALL; i++) small[i] = ebb_malloc(256); /* 16 pages of 256 B */
+  for (int i = 0; i < SMALL; i++) ebb_free(small[i]);
+  ebb_heap_t *heap = ebb_tls_heap;
+  size_t n = 48 << 10; /* above the medium cache's classes */
+  void *p = ebb_malloc(n);
+  CHECK(p != NULL);
+  if (p == NULL) return NULL;
+  ebb_segment_t *seg = segment_of(p);
+  ebb_page_t *page = page_of(seg, p);
+  CHECK(atomic_load(&seg->owner) == heap);
+  CHECK(page_is_lent(page));
+  size_t slice = page_index(seg, page);
+  memset(p, 7, n);
+  ebb_free(p); /* the page empties: its run is the thread's again */
+  CHECK(((seg->used_slices >> slice) & 1) == 0);
+  void *mine = ebb_malloc(256);
+  CHECK(mine != NULL && page_of(segment_of(mine), mine)->owner_thread == ebb_thread_id());
+  ebb_free(mine);
+  *(void **)arg = ebb_malloc(n); /* outlives the thread */
+  CHECK(page_is_lent(page_of(segment_of(*(void **)arg), *(void **)arg)));
+  memset(*(void **)arg, 9, n);
+  return NULL;
+}
+
+static void *adopt_after_lender(void *arg) {
+  (void)arg;
+  ebb_segment_t *seg = segment_of(arg);
+  /* Take in every abandoned segment: the lent page stays the shared heap's. */
+  ebb_collect(true);
+  ebb_page_t *page = page_of(seg, arg);
+  CHECK(page_is_lent(page));
+  CHECK(((unsigned char *)arg)[100] == 9);
+  return NULL;
+}
+
+static void test_medium_page_lent(void) {
+  void *left = NULL;
+  pthread_t t;
+  pthread_create(&t, NULL, lend_pages, &left);
+  pthread_join(t, NULL);
+  CHECK(left != NULL);
+  if (left == NULL) return;
+  pthread_create(&t, NULL, adopt_after_lender, left);
+  pthread_join(t, NULL);
+  ebb_free(left);
+  ebb_collect(true);
+}
+
 /* A medium page whose full run of slices fits nowhere in the medium
  * pages' segments is cut to a shorter run there (fewer blocks), rather
  * than taking another segment.  The segments are filled with one-slice
@@ -887,6 +944,7 @@ int main(void) {
   test_small_current_page_kept();
   test_inherited_residency_trimmed();
   test_medium_group();
+  test_medium_page_lent();
   test_medium_page_cut_to_fit();
   test_medium_pages_ramp();
   test_young_thread();
