@@ -309,7 +309,8 @@ typedef struct ebb_segment {
   uint8_t *map_base;                /* huge: start of the whole mapping */
   struct ebb_segment *next, *prev;  /* in a heap's list, the pool, or abandoned */
   struct ebb_segment *all_next;     /* every normal segment ever mapped */
-  /* bit i: a remote free hit full page i.  The freer that sets the first
+  /* bit i: a remote free hit full page i; bit 0 (the header's slice): a
+   * lent page's run came back (segment.c).  The freer that sets the first
    * bit raises its owner's remote_pending flag. */
   _Atomic uint64_t remote_full;
   ebb_lock_t lock;
@@ -792,6 +793,8 @@ bool segment_reclaim_on_free(ebb_heap_t *heap, ebb_segment_t *seg);
 /* A page from a free run of the heap's own segments only (NULL: none has room). */
 ebb_page_t *segment_page_alloc_owned(ebb_heap_t *heap, size_t slices);
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page);
+#define EBB_REMOTE_FULL_LENT ((uint64_t)1)
+void segment_lent_returned(ebb_heap_t *heap, ebb_segment_t *seg);
 void *huge_alloc(size_t size, size_t alignment, bool zero);
 void huge_free(ebb_segment_t *seg, ebb_page_t *page);
 void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size);

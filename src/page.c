@@ -60,7 +60,11 @@ void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page) {
   page->sparse_at = 0;
   page->purged = 0;
   page->detached = 0;
-  page->owner_thread = 0;
+  /* A shared heap's page keeps its mark on the freed run: on a thread's
+   * segment (a lent page), the owner walks its pages unlocked and must
+   * never see the run as a page of its own (segment.c, lent pages).
+   * Taking the run clears it. */
+  if (page->owner_thread != EBB_OWNER_SHARED) page->owner_thread = 0;
 }
 
 /* Move the page's allocation count into the statistics: the owner's heap,
@@ -744,9 +748,14 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
   atomic_exchange_explicit(&heap->remote_pending, 0, memory_order_seq_cst);
   ebb_segment_t *lists[2] = {heap->segments_full, heap->segments};
   for (int l = 0; l < 2; l++) {
-    for (ebb_segment_t *seg = lists[l]; seg; seg = seg->next) {
+    for (ebb_segment_t *seg = lists[l], *next; seg; seg = next) {
+      next = seg->next; /* the segment may change lists below */
       if (atomic_load_explicit(&seg->remote_full, memory_order_relaxed) == 0) continue;
       uint64_t pages = atomic_exchange_explicit(&seg->remote_full, 0, memory_order_seq_cst);
+      if (pages & EBB_REMOTE_FULL_LENT) { /* slot 0 is the header, never a page */
+        pages &= ~EBB_REMOTE_FULL_LENT;
+        segment_lent_returned(heap, seg);
+      }
       while (pages) {
         ebb_page_t *page = &seg->pages[__builtin_ctzll(pages)];
         pages &= pages - 1;

@@ -472,11 +472,11 @@ static void medium_group_lock_take(void) {
  * The page stays the shared heap's (owner_thread EBB_OWNER_SHARED): the
  * segment's owner skips it wherever it walks its pages (page_is_lent), and
  * the shared heap frees it back like any of its pages, from any thread,
- * under the segment's lock only; the owner's segment lists are left as
- * they are (a segment that was full is found again when the owner next
- * frees a page of its own there; the slices decay and are purged wherever
- * the segment is).  An exiting owner abandons the segment with the lent
- * pages still in it; whoever adopts it leaves them alone too.  Only
+ * under the segment's lock only, and tells the owner (bit 0 of
+ * remote_full, the header's, which no page has), which moves the segment
+ * to the right list on its next slow path (segment_lent_returned).  An
+ * exiting owner abandons the segment with the lent pages still in it;
+ * whoever adopts it leaves them alone too.  Only
  * resident runs are lent: a clean run saves nothing over the group's. */
 static ebb_heap_t *lender_heap(void) {
   ebb_heap_t *heap = ebb_tls_heap;
@@ -556,15 +556,9 @@ static void segment_now_empty(ebb_heap_t *heap, ebb_segment_t *seg) {
 static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t now) {
   size_t first = page_index(seg, page);
   uint64_t mask = run_mask(first, page->slice_count);
-  bool lent = page_is_lent(page);
   page_harvest_stats(page);
   lock_acquire(&seg->lock);
   page_descriptors_clear(seg, page); /* under the lock: see take_run */
-  /* A lent page keeps its mark once freed: the segment's owner, walking
-   * its pages unlocked, may still see the run's bit set (segment.c, lent
-   * pages); the mark tells it the page is not its own.  Taking the run
-   * clears it. */
-  if (lent) page->owner_thread = EBB_OWNER_SHARED;
   stamp_slices(seg, mask, now);
   seg->used_slices &= ~mask;
   lock_release(&seg->lock);
@@ -573,6 +567,17 @@ static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t n
 static void page_free_in(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
   segment_release_run(seg, page, os_clock_ms());
   if (seg->in_full_list) {
+    seg_list_remove(&heap->segments_full, seg);
+    seg_list_push(&heap->segments, seg);
+    seg->in_full_list = 0;
+  }
+  if (seg->used_slices == HEADER_SLICES) segment_now_empty(heap, seg);
+}
+
+/* A lent page's run came back to seg, one of the heap's segments: a full
+ * segment has room again, an empty one goes where empty ones go. */
+void segment_lent_returned(ebb_heap_t *heap, ebb_segment_t *seg) {
+  if (seg->in_full_list && seg->used_slices != ALL_SLICES) {
     seg_list_remove(&heap->segments_full, seg);
     seg_list_push(&heap->segments, seg);
     seg->in_full_list = 0;
@@ -589,13 +594,14 @@ void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
    * segment never becomes a holder's while a lent page is in it. */
   ebb_heap_t *seg_owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
   if (seg_owner != &medium_holder && seg_owner != &large_holder) {
-    ebb_heap_t *own = ebb_tls_heap;
-    if (seg_owner == own && own != &ebb_empty_heap) {
-      page_free_in(own, seg, page); /* this thread's segment: its lists too */
-    } else {
-      segment_release_run(seg, page, os_clock_ms());
-      purge_notify();
-    }
+    /* A lent page: its run goes back, and the owner is told to put the
+     * segment on the right list, when it next looks (never here, even
+     * on the owner's own thread: this may run inside its walk of them,
+     * from a purge pass that empties a medium cache). */
+    segment_release_run(seg, page, os_clock_ms());
+    if (atomic_fetch_or_explicit(&seg->remote_full, EBB_REMOTE_FULL_LENT, memory_order_seq_cst) == 0)
+      segment_notify_remote(seg);
+    purge_notify();
     return;
   }
   medium_group_lock_take(); /* the segment's owner is its holder, and stays */

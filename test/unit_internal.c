@@ -451,14 +451,24 @@ static void test_medium_group(void) {
 }
 
 /* A shared heap's new medium page takes a resident free run of the
- * allocating thread's own segments (segment.c, lent pages): the slices its
- * small pages gave back serve the medium block, and come back to the
- * thread's segment when the page empties.  A lent page outlives its
- * thread: the segment is abandoned with it, and another thread frees its
- * block. */
+ * allocating thread's own segments when the group has none (segment.c,
+ * lent pages): the slices its small pages gave back serve the medium
+ * block, and come back to the thread's segment when the page empties, also
+ * when another thread frees it; the freed run keeps the shared mark.  A
+ * lent page outlives its thread: the segment is abandoned with it, and a
+ * thread that adopts the segment leaves the page alone. */
+static void *free_block(void *p) {
+  ebb_free(p);
+  return NULL;
+}
+
 static void *lend_pages(void *arg) {
   enum { SMALL = 4096 };
   static void *small[SMALL];
+  /* Past its young allocations (if it has any), which use the shared heaps'
+   * pages, then nothing resident free anywhere: the group has no run. */
+  for (unsigned i = 0; i <= EBB_YOUNG_ALLOCS; i++) ebb_free(ebb_malloc(16));
+  ebb_collect(true);
   for (int i = 0; i < SMALL; i++) small[i] = ebb_malloc(256); /* 16 pages of 256 B */
   for (int i = 0; i < SMALL; i++) ebb_free(small[i]);
   ebb_heap_t *heap = ebb_tls_heap;
@@ -474,9 +484,19 @@ static void *lend_pages(void *arg) {
   memset(p, 7, n);
   ebb_free(p); /* the page empties: its run is the thread's again */
   CHECK(((seg->used_slices >> slice) & 1) == 0);
-  void *mine = ebb_malloc(256);
-  CHECK(mine != NULL && page_of(segment_of(mine), mine)->owner_thread == ebb_thread_id());
-  ebb_free(mine);
+  CHECK(seg->pages[slice].owner_thread == EBB_OWNER_SHARED); /* the mark stays */
+  /* Freed by another thread while this one lives: the run comes back, and
+   * the owner is told (bit 0 of remote_full). */
+  void *q = ebb_malloc(n);
+  CHECK(q != NULL && segment_of(q) == seg && page_is_lent(page_of(seg, q)));
+  size_t q_slice = page_index(seg, page_of(seg, q));
+  pthread_t t;
+  pthread_create(&t, NULL, free_block, q);
+  pthread_join(t, NULL);
+  CHECK(((seg->used_slices >> q_slice) & 1) == 0);
+  CHECK(seg->pages[q_slice].owner_thread == EBB_OWNER_SHARED);
+  CHECK((atomic_load(&seg->remote_full) & EBB_REMOTE_FULL_LENT) != 0);
+  CHECK(atomic_load(&heap->remote_pending) != 0);
   *(void **)arg = ebb_malloc(n); /* outlives the thread */
   CHECK(page_is_lent(page_of(segment_of(*(void **)arg), *(void **)arg)));
   memset(*(void **)arg, 9, n);
@@ -484,7 +504,6 @@ static void *lend_pages(void *arg) {
 }
 
 static void *adopt_after_lender(void *arg) {
-  (void)arg;
   ebb_segment_t *seg = segment_of(arg);
   /* Take in every abandoned segment: the lent page stays the shared heap's. */
   ebb_collect(true);
@@ -503,7 +522,10 @@ static void test_medium_page_lent(void) {
   if (left == NULL) return;
   pthread_create(&t, NULL, adopt_after_lender, left);
   pthread_join(t, NULL);
+  ebb_segment_t *seg = segment_of(left);
+  size_t slice = page_index(seg, page_of(seg, left));
   ebb_free(left);
+  CHECK(((seg->used_slices >> slice) & 1) == 0);
   ebb_collect(true);
 }
 
