@@ -61,17 +61,14 @@ static inline uint64_t xorshift64(uint64_t *s)
     return x;
 }
 
-/* MIN_SIZE..MAX_SIZE inclusive, from the low 32 bits (multiply-shift, no
- * division). */
-static inline size_t rand_size(uint64_t r)
+/* lo..hi inclusive, from the low 32 bits (multiply-shift, no division). */
+static inline size_t rand_in(uint64_t r, size_t lo, size_t hi)
 {
-    return MIN_SIZE + (size_t)(((r & 0xffffffffu) * (uint64_t)(MAX_SIZE - MIN_SIZE + 1)) >> 32);
+    return lo + (size_t)(((r & 0xffffffffu) * (uint64_t)(hi - lo + 1)) >> 32);
 }
 
-static inline size_t rand_mid_size(uint64_t r)
-{
-    return MID_MIN_SIZE + (size_t)(((r & 0xffffffffu) * (uint64_t)(MID_MAX_SIZE - MID_MIN_SIZE + 1)) >> 32);
-}
+static inline size_t rand_size(uint64_t r) { return rand_in(r, MIN_SIZE, MAX_SIZE); }
+static inline size_t rand_mid_size(uint64_t r) { return rand_in(r, MID_MIN_SIZE, MID_MAX_SIZE); }
 
 /* 0..SLOTS-1, from the high 32 bits. */
 static inline unsigned rand_slot(uint64_t r)

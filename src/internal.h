@@ -794,7 +794,7 @@ bool segment_reclaim_on_free(ebb_heap_t *heap, ebb_segment_t *seg);
 ebb_page_t *segment_page_alloc_owned(ebb_heap_t *heap, size_t slices);
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page);
 #define EBB_REMOTE_FULL_LENT ((uint64_t)1)
-void segment_lent_returned(ebb_heap_t *heap, ebb_segment_t *seg);
+void segment_slices_returned(ebb_heap_t *heap, ebb_segment_t *seg);
 void *huge_alloc(size_t size, size_t alignment, bool zero);
 void huge_free(ebb_segment_t *seg, ebb_page_t *page);
 void *huge_realloc(ebb_segment_t *seg, ebb_page_t *page, size_t size);

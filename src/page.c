@@ -754,7 +754,7 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
       uint64_t pages = atomic_exchange_explicit(&seg->remote_full, 0, memory_order_seq_cst);
       if (pages & EBB_REMOTE_FULL_LENT) { /* slot 0 is the header, never a page */
         pages &= ~EBB_REMOTE_FULL_LENT;
-        segment_lent_returned(heap, seg);
+        segment_slices_returned(heap, seg);
       }
       while (pages) {
         ebb_page_t *page = &seg->pages[__builtin_ctzll(pages)];

@@ -389,8 +389,8 @@ static ebb_page_t *segment_take_in(ebb_heap_t *heap, ebb_segment_t *seg, size_t 
   return segment_try_take(heap, seg, slices, false);
 }
 
-/* A page of `slices` slices from a free run of the heap's own segments
- * (NULL: none has room). */
+/* A page of `slices` slices from a free run of the heap's own segments,
+ * with dirty_only one whose memory is resident (NULL: none has room). */
 static ebb_page_t *owned_run(ebb_heap_t *heap, size_t slices, bool dirty_only) {
   for (ebb_segment_t *seg = heap->segments; seg; seg = seg->next) {
     ebb_page_t *page = segment_try_take(heap, seg, slices, dirty_only);
@@ -474,7 +474,7 @@ static void medium_group_lock_take(void) {
  * the shared heap frees it back like any of its pages, from any thread,
  * under the segment's lock only, and tells the owner (bit 0 of
  * remote_full, the header's, which no page has), which moves the segment
- * to the right list on its next slow path (segment_lent_returned).  An
+ * to the right list on its next slow path (segment_slices_returned).  An
  * exiting owner abandons the segment with the lent pages still in it;
  * whoever adopts it leaves them alone too.  Only
  * resident runs are lent: a clean run saves nothing over the group's. */
@@ -482,12 +482,6 @@ static ebb_heap_t *lender_heap(void) {
   ebb_heap_t *heap = ebb_tls_heap;
   if (heap == &ebb_empty_heap || !heap->is_live || heap->is_shared) return NULL;
   return heap->segments ? heap : NULL;
-}
-
-static ebb_page_t *segment_lend(ebb_heap_t *heap, size_t slices) {
-  ebb_page_t *page = owned_run(heap, slices, true);
-  if (page) page->owner_thread = EBB_OWNER_SHARED;
-  return page;
 }
 
 /* Before another segment is taken for the medium pages (pooled or
@@ -505,7 +499,7 @@ static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_
   /* Resident runs first, the group's then this thread's; clean ones last. */
   for (size_t len = slices;; len = min_slices) {
     page = owned_run(holder, len, true);
-    if (page == NULL && lender) page = segment_lend(lender, len);
+    if (page == NULL && lender) page = owned_run(lender, len, true); /* marked by segment_page_alloc */
     if (page == NULL) page = owned_run(holder, len, false);
     if (page != NULL || len == min_slices) break;
   }
@@ -564,9 +558,11 @@ static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t n
   lock_release(&seg->lock);
 }
 
-static void page_free_in(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
-  segment_release_run(seg, page, os_clock_ms());
-  if (seg->in_full_list) {
+/* Slices of seg, one of the heap's segments, came back (a page of its
+ * own, or a lent page's run): a full segment has room again, an empty one
+ * goes where empty ones go. */
+void segment_slices_returned(ebb_heap_t *heap, ebb_segment_t *seg) {
+  if (seg->in_full_list && seg->used_slices != ALL_SLICES) {
     seg_list_remove(&heap->segments_full, seg);
     seg_list_push(&heap->segments, seg);
     seg->in_full_list = 0;
@@ -574,15 +570,9 @@ static void page_free_in(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page)
   if (seg->used_slices == HEADER_SLICES) segment_now_empty(heap, seg);
 }
 
-/* A lent page's run came back to seg, one of the heap's segments: a full
- * segment has room again, an empty one goes where empty ones go. */
-void segment_lent_returned(ebb_heap_t *heap, ebb_segment_t *seg) {
-  if (seg->in_full_list && seg->used_slices != ALL_SLICES) {
-    seg_list_remove(&heap->segments_full, seg);
-    seg_list_push(&heap->segments, seg);
-    seg->in_full_list = 0;
-  }
-  if (seg->used_slices == HEADER_SLICES) segment_now_empty(heap, seg);
+static void page_free_in(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
+  segment_release_run(seg, page, os_clock_ms());
+  segment_slices_returned(heap, seg);
 }
 
 void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
@@ -601,7 +591,6 @@ void segment_page_free(ebb_heap_t *heap, ebb_segment_t *seg, ebb_page_t *page) {
     segment_release_run(seg, page, os_clock_ms());
     if (atomic_fetch_or_explicit(&seg->remote_full, EBB_REMOTE_FULL_LENT, memory_order_seq_cst) == 0)
       segment_notify_remote(seg);
-    purge_notify();
     return;
   }
   medium_group_lock_take(); /* the segment's owner is its holder, and stays */
