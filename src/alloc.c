@@ -866,6 +866,8 @@ static bool block_is_free_here(ebb_page_t *page, const void *p) {
       }
       page_remote_push(segment_of(page), page, list, last, tf_count(word));
       if (found) return true;
+    } else if (word != 0) { /* holes the purger made, no list: the count goes back */
+      page_remote_add_count(segment_of(page), page, tf_count(word));
     }
   }
   unsigned cls = page->class_idx;

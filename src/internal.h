@@ -259,7 +259,11 @@ typedef struct ebb_page {
    * slice inherits it: what its slice holds, not what it carved itself
    * (page.c, heap_retire_empty_current). */
   uint8_t touched;
-  uint8_t pad3_[64 - 14];
+  uint8_t pad3a_[2];
+  /* The purger's: the remote word it last put back on a small page
+   * (purge.c); met again unchanged, there is nothing new to look at. */
+  uintptr_t remote_kept;
+  uint8_t pad3_[64 - 24];
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 256, "page descriptor is four cache lines");
@@ -510,7 +514,9 @@ EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
 
 /* page->thread_free holds the list of blocks other threads freed and, in
  * its top 16 bits, how many: the owner takes the count with the list,
- * without walking it.  The list's blocks were written last by other cores:
+ * without walking it.  The count may be more than the list holds (even
+ * with no list): blocks the purger gave back to the OS as holes
+ * (page_remote_add_count).  The list's blocks were written last by other cores:
  * walking them to count cost 38% of larson-8t's time (perf).  A page holds
  * at most 8192 blocks; the count saturates, which only blocks freed twice
  * can reach, and is then reported as a double free. */
@@ -532,6 +538,18 @@ EBB_INLINE void segment_notify_remote(ebb_segment_t *seg) {
     atomic_store_explicit(&owner->remote_pending, 1, memory_order_seq_cst);
 }
 
+/* Something was pushed onto the page's remote list.  If the page sits on
+ * its owner's full list, tell the owner where to look.  Safe after the
+ * push: segments and heaps are never unmapped. */
+EBB_INLINE void page_remote_pushed(ebb_segment_t *seg, ebb_page_t *page) {
+  if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
+    uint64_t bit = (uint64_t)1 << (size_t)(page - seg->pages);
+    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit) &&
+        atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst) == 0)
+      segment_notify_remote(seg);
+  }
+}
+
 /* Push `count` blocks first..last (linked) onto the page's remote list: a
  * remote free (one block), or the purger returning a list it borrowed. */
 EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block_t *first,
@@ -543,14 +561,22 @@ EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block
     word = (uintptr_t)first | ((uintptr_t)(n < EBB_TF_COUNT_MAX ? n : EBB_TF_COUNT_MAX) << EBB_TF_COUNT_SHIFT);
   } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, word,
                                                   memory_order_seq_cst, memory_order_relaxed));
-  /* The page sits on its owner's full list: tell the owner where to look.
-   * Safe after the push: segments and heaps are never unmapped. */
-  if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
-    uint64_t bit = (uint64_t)1 << (size_t)(page - seg->pages);
-    if (!(atomic_load_explicit(&seg->remote_full, memory_order_seq_cst) & bit) &&
-        atomic_fetch_or_explicit(&seg->remote_full, bit, memory_order_seq_cst) == 0)
-      segment_notify_remote(seg);
-  }
+  page_remote_pushed(seg, page);
+}
+
+/* Count `count` blocks as freed remotely without listing them: the purger
+ * gave back a page whose every block waited on its remote list, and the
+ * blocks are holes now (page->purged).  The owner takes the count in as it
+ * would the list's (page.c, page_collect). */
+EBB_INLINE void page_remote_add_count(ebb_segment_t *seg, ebb_page_t *page, uint32_t count) {
+  uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed), word;
+  do {
+    uint32_t n = tf_count(old) + count;
+    word = (uintptr_t)tf_list(old) |
+           ((uintptr_t)(n < EBB_TF_COUNT_MAX ? n : EBB_TF_COUNT_MAX) << EBB_TF_COUNT_SHIFT);
+  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, word,
+                                                  memory_order_seq_cst, memory_order_relaxed));
+  page_remote_pushed(seg, page);
 }
 
 EBB_INLINE void page_set_owner_thread(ebb_page_t *page, uintptr_t id) {

@@ -109,8 +109,12 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
 /* Put the blocks of purged units (holes) back on the free list, in address
  * order.  They read as zeros, but the units may also hold other bytes. */
 void page_recarve(ebb_page_t *page) {
-  uint64_t purged = page->purged;
+  /* Acquire, and only the bits read are cleared: the purger may add units
+   * of a page whose every block it holds, its madvise done before
+   * (purge.c, segment_purge_remote). */
+  uint64_t purged = __atomic_load_n(&page->purged, __ATOMIC_ACQUIRE);
   if (purged == 0 || (page->detached & DETACHED_BUSY)) return; /* the purger's madvise may be on its way */
+  uint64_t taken = purged;
   size_t unit = page_unit_size(page), bs = page->block_size;
   ebb_block_t *head = NULL, *last = NULL;
   size_t next_idx = 0; /* blocks below this are done */
@@ -132,7 +136,7 @@ void page_recarve(ebb_page_t *page) {
     block_set_next(last, page->free);
     page->free = head;
   }
-  page->purged = 0;
+  __atomic_fetch_and(&page->purged, ~taken, __ATOMIC_RELAXED);
   page->is_zero = 0;
 }
 
@@ -248,15 +252,18 @@ void page_collect(ebb_page_t *page) {
       (page->free == NULL || page->local_free == NULL)) {
     uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
     ebb_block_t *list = tf_list(word);
-    if (list != NULL) {
-      uint32_t count = tf_count(word);
-      if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
+    uint32_t count = tf_count(word);
+    if (count != 0) { /* a list, or holes the purger made (page_remote_add_count), or both */
+      if (count > page_used(page))
+        ebb_fatal_pointer("free", list ? (void *)list : (void *)page->start, "double free (block freed twice)");
       count_remote_frees(page, count);
       harvest_before_wrap(page);
-      if (page->free != NULL) page->local_free = page->free; /* it was empty */
-      page->free = list;
+      if (list != NULL) {
+        if (page->free != NULL) page->local_free = page->free; /* it was empty */
+        page->free = list;
+        page->is_zero = 0;
+      }
       page->used_minus_one -= (int32_t)count;
-      page->is_zero = 0;
     }
   }
   if (page->free == NULL && page->local_free != NULL) {

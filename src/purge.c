@@ -105,7 +105,7 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   }
   uint64_t purge = all_units & ~live & ~page->purged;
   if (purge == 0) return 0;
-  page->purged |= purge;
+  __atomic_fetch_or(&page->purged, purge, __ATOMIC_RELAXED); /* see page_recarve */
   /* The free list again, in address order, without the blocks in purged units. */
   ebb_block_t *head = NULL, *tail = NULL;
   for (size_t i = 0; i < cap; i++) {
@@ -333,6 +333,91 @@ static void purge_remote_list(ebb_page_t *page, ebb_block_t *list, uint32_t coun
   }
 }
 
+/* Small blocks are too small to purge one by one, but the OS pages that
+ * hold only blocks on the remote list hold nothing live.  In
+ * mimalloc-bench's larson the main thread allocates the first blocks and
+ * sleeps till the end, while the workers free and replace them all: its
+ * pages, about 7 MiB, had every block they handed out on their remote
+ * lists, a few never handed out on the owner's own.  The purger borrows a
+ * page's list (an exchange: the blocks on it are its alone) and gives back
+ * each purge unit whose every block is on it; the others, on the owner's
+ * lists, live, or holes the owner may be carving again, are not its to
+ * judge.  The units' blocks become holes (page->purged, set after the
+ * madvise), the rest of the list goes back with the whole count (the
+ * holes counted, not listed: page_remote_add_count), as page_purge_plan
+ * leaves a list it purged.  An owner that carves the holes again before
+ * the count arrives hands out blocks that are free indeed; the count then
+ * takes the borrowed blocks off its used count, which held them. */
+static bool page_remote_purgeable(const ebb_page_t *page, uintptr_t word) {
+  return page->class_idx <= EBB_SMALL_CLASS_MAX && tf_list(word) != NULL &&
+         (size_t)tf_count(word) * page->block_size >= 2 * ebb_os_page_size &&
+         !(page->owner_thread & (EBB_OWNER_DETACHED | EBB_OWNER_SHARED));
+}
+
+/* The borrowed list `word` of a small page: give back the units only its
+ * blocks touch, put the rest back.  Returns the bytes given back. */
+static size_t purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t word) {
+  ebb_block_t *list = tf_list(word);
+  uint32_t count = tf_count(word), reserved = page->reserved;
+  size_t bs = page->block_size, unit = page_unit_size(page);
+  size_t units = (size_t)page->slice_count * EBB_SLICE_SIZE / unit;
+  uint64_t mine[EBB_SLICE_SIZE / 8 / 64] = {0}; /* one bit a block: up to 8192 */
+  _Static_assert(EBB_SLICE_SIZE / 8 <= sizeof mine * 8, "a one-slice page has at most this many blocks");
+  if (!page_remote_purgeable(page, word) || page->slice_count != 1 || units > 64)
+    units = 0; /* not such a page any more: the list goes back as it is */
+  /* Every link checked before its bit is set: a block of this page, met
+   * once (a second meeting is a block freed twice). */
+  uint32_t n = 0;
+  for (ebb_block_t *b = units ? list : NULL; b; b = block_next(b)) {
+    size_t i = (size_t)((uint8_t *)b - page->start) / bs;
+    if (unlikely(!page_is_block_start(page, b) || i >= reserved)) ebb_fatal_pointer("free", b, EBB_REASON_BAD_LINK);
+    if (unlikely(++n > count || ((mine[i / 64] >> (i % 64)) & 1))) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
+    mine[i / 64] |= (uint64_t)1 << (i % 64);
+  }
+  /* The units whose every overlapping block is on the list. */
+  uint64_t purge = 0;
+  for (size_t u = 0; u < units; u++) {
+    size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs;
+    if (hi > reserved) hi = reserved;
+    if (lo >= hi) break; /* past the last block */
+    size_t i = lo;
+    while (i < hi && ((mine[i / 64] >> (i % 64)) & 1)) i++;
+    if (i == hi) purge |= (uint64_t)1 << u;
+  }
+  size_t bytes = 0;
+  if (purge != 0) {
+    /* The list again, in address order, without the blocks touching a
+     * purged unit (holes now). */
+    ebb_block_t *head = NULL, *tail = NULL;
+    for (size_t i = 0; i < reserved; i++) {
+      if (!((mine[i / 64] >> (i % 64)) & 1)) continue;
+      size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
+      uint64_t touched = (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) &
+                         ~(((uint64_t)1 << first) - 1);
+      if (touched & purge) continue;
+      ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
+      if (tail) block_set_next(tail, b);
+      else head = b;
+      tail = b;
+    }
+    bytes = page_purge_apply(page, purge);
+    __atomic_fetch_or(&page->purged, purge, __ATOMIC_RELEASE); /* after the madvise: see page_recarve */
+    list = head;
+    if (tail) block_set_next(tail, NULL);
+  }
+  ebb_block_t *last = list;
+  if (list != NULL) {
+    while (block_next(last)) last = block_next(last);
+    page_remote_push(seg, page, list, last, count);
+  } else {
+    page_remote_add_count(seg, page, count);
+  }
+  /* Unchanged at the next look: nothing new (a push of its own after ours
+   * makes a word of its own). */
+  page->remote_kept = (uintptr_t)list | ((uintptr_t)count << EBB_TF_COUNT_SHIFT);
+  return bytes;
+}
+
 /* Returns the bytes waiting for their decay. */
 static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
   if (seg->kind != EBB_SEGMENT_NORMAL) return 0;
@@ -340,9 +425,11 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   size_t n = 0;
   lock_acquire(&seg->lock); /* the runs stay as they are while listed */
   FOR_EACH_PAGE(seg, page) {
-    if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) == 0) {
+    uintptr_t word = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    if (word == 0) {
       if (page->remote_seen) page->remote_seen = 0; /* taken in: a later list waits anew */
-    } else if (page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size)
+    } else if ((page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size) ||
+               page_remote_purgeable(page, word))
       heads[n++] = (uint8_t)(page - seg->pages);
   }
   lock_release(&seg->lock);
@@ -352,8 +439,11 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
   size_t left = 0;
   for (size_t k = 0; k < n; k++) {
     ebb_page_t *page = &seg->pages[heads[k]];
-    ebb_block_t *head = tf_list(atomic_load_explicit(&page->thread_free, memory_order_acquire));
-    if (head == NULL || remote_block_purged(head)) continue; /* taken in, or nothing new */
+    uintptr_t seen = atomic_load_explicit(&page->thread_free, memory_order_acquire);
+    ebb_block_t *head = tf_list(seen);
+    bool small = page->class_idx <= EBB_SMALL_CLASS_MAX;
+    if (head == NULL || (small ? seen == page->remote_kept : remote_block_purged(head)))
+      continue; /* taken in, or nothing new */
     if (!force) {
       if (decay_units < 0) continue;
       if (page->remote_seen == 0) page->remote_seen = (uint8_t)((now_units & 127) + 1);
@@ -365,7 +455,15 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
     }
     uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
     ebb_block_t *list = tf_list(word);
-    if (list == NULL) continue;
+    if (list == NULL) {
+      if (word != 0) page_remote_add_count(seg, page, tf_count(word)); /* holes only: as it was */
+      continue;
+    }
+    if (small) {
+      purge_remote_small(seg, page, word);
+      page->remote_seen = 0;
+      continue;
+    }
     /* Borrowed: the page keeps these blocks counted as used, so its
      * geometry cannot change until they are pushed back. */
     ebb_block_t *last;

@@ -41,7 +41,8 @@
  *                       grows by at most 30 MiB after the first second
  *   big_idle            an owner sleeps after emptying one block of every
  *                       medium and large class, then while another thread
- *                       frees 48 MiB of its 16..512 KiB blocks: RSS falls
+ *                       frees 48 MiB of its 16..512 KiB blocks, then of
+ *                       its 16 B..1 KiB blocks: RSS falls
  * A case can also be run by hand under any environment, e.g. to see a check
  * fail:   EBB_DECAY_MS=-1 build/test/t_purge burst_idle fall
  *
@@ -976,11 +977,18 @@ static void case_exited_owner(void) {
  * (2) remote: the owner allocates 48 MiB of 16..512 KiB blocks and hands
  *     them all to a second thread, which frees them (remote frees), while
  *     the owner sleeps and never takes them in.
+ * (3) small: the same with 48 MiB of 16 B..1 KiB blocks, too small to be
+ *     purged one by one: the pages whose every block waits on its remote
+ *     list go back whole (mimalloc-bench's larson, whose main thread
+ *     allocates the first blocks and sleeps while the workers free them).
  * After each, with no allocator calls, RSS must fall below a quarter of its
  * rise within the decay plus FALL_MARGIN_S. */
+enum { BIG_OWN, BIG_REMOTE, BIG_SMALL };
+static const char *const big_what[] = {"own", "remote", "small"};
+
 static void *big_owner(void *arg) {
-  bool remote = arg != NULL;
-  if (!remote) {
+  int mode = (int)(intptr_t)arg;
+  if (mode == BIG_OWN) {
     char *held[64];
     size_t n = 0;
     for (size_t size = 8 * KIB + 1024; size <= 2 * MIB && n < 64; size += size / 8) {
@@ -992,20 +1000,22 @@ static void *big_owner(void *arg) {
   } else {
     uint64_t seed = 99;
     void **list = NULL;
-    chain_fill(&list, &seed, 14, 19, 48 * MIB, 0x5c);
+    if (mode == BIG_REMOTE) chain_fill(&list, &seed, 14, 19, 48 * MIB, 0x5c);
+    else chain_fill(&list, &seed, 4, 10, 48 * MIB, 0x5c);
     g_handoff_list = list;
   }
   handoff_reach(1);
   return NULL;
 }
 
-static void big_idle_part(bool remote) {
+static void big_idle_part(int mode) {
   long long decay = ebb_option_get("decay_ms");
+  bool remote = mode != BIG_OWN;
   size_t base = rss_now();
   g_handoff_stage = 0;
   g_handoff_list = NULL;
   pthread_t owner, freer;
-  pthread_create(&owner, NULL, big_owner, remote ? (void *)1 : NULL);
+  pthread_create(&owner, NULL, big_owner, (void *)(intptr_t)mode);
   if (remote) pthread_create(&freer, NULL, handoff_freer, NULL);
   handoff_await(remote ? 2 : 1);
   /* The threads sleep; from here no allocator calls. */
@@ -1015,7 +1025,7 @@ static void big_idle_part(bool remote) {
   handoff_release();
   pthread_join(owner, NULL);
   if (remote) pthread_join(freer, NULL);
-  const char *what = remote ? "remote" : "own";
+  const char *what = big_what[mode];
   printf("big_idle %s (decay %lld ms): base %.1f MiB, %.1f MiB when all was freed, after %.1f MiB, "
          "fell in %.2f s (deadline %.2f s)\n",
          what, decay, mib(base), mib(peak), mib(after), fell_at, limit);
@@ -1027,8 +1037,9 @@ static void big_idle_part(bool remote) {
 }
 
 static void case_big_idle(void) {
-  big_idle_part(false);
-  big_idle_part(true);
+  big_idle_part(BIG_OWN);
+  big_idle_part(BIG_REMOTE);
+  big_idle_part(BIG_SMALL);
 }
 
 /* medium_idle: 64 MiB of medium blocks (16-64 KiB) from the shared heap,
