@@ -845,6 +845,14 @@ static bool list_holds(const ebb_page_t *page, const ebb_block_t *list, const vo
  * owns them: its owner, or the holder of its shared heap's lock), and this
  * thread's foreign and medium caches. */
 static bool block_is_free_here(ebb_page_t *page, const void *p) {
+  /* A hole (its unit given back to the OS; it reads as zeros): free until
+   * carved again. */
+  uint64_t holes = page->purged | atomic_load_explicit(&page->remote_holes, memory_order_relaxed);
+  if (holes != 0 && page->slice_count == 1) {
+    size_t unit = page_unit_size(page), offset = (size_t)((const uint8_t *)p - page->start);
+    size_t first = offset / unit, last = (offset + page->block_size - 1) / unit;
+    if (last < 64 && (holes >> first) & ((((uint64_t)1 << (last - first)) << 1) - 1)) return true;
+  }
   uint32_t bound = page->capacity + 1;
   if (list_holds(page, page->free, p, bound) || list_holds(page, page->local_free, p, bound)) return true;
   ebb_heap_t *heap = ebb_tls_heap;
@@ -866,8 +874,6 @@ static bool block_is_free_here(ebb_page_t *page, const void *p) {
       }
       page_remote_push(segment_of(page), page, list, last, tf_count(word));
       if (found) return true;
-    } else if (word != 0) { /* holes the purger made, no list: the count goes back */
-      page_remote_add_count(segment_of(page), page, tf_count(word));
     }
   }
   unsigned cls = page->class_idx;

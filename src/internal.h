@@ -260,10 +260,14 @@ typedef struct ebb_page {
    * (page.c, heap_retire_empty_current). */
   uint8_t touched;
   uint8_t pad3a_[2];
-  /* The purger's: the remote word it last put back on a small page
-   * (purge.c); met again unchanged, there is nothing new to look at. */
-  uintptr_t remote_kept;
-  uint8_t pad3_[64 - 24];
+  /* Units the purger gave back while it held the blocks of a small page's
+   * remote list (purge.c, purge_remote_small): holes still counted as used,
+   * until the owner takes them in (page_take_remote_holes). */
+  _Atomic uint64_t remote_holes;
+  /* The purger's: the remote word it watches for the decay, and the one it
+   * last put back (unchanged since: nothing new to look at). */
+  uintptr_t remote_watch;
+  uint8_t pad3_[64 - 32];
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 256, "page descriptor is four cache lines");
@@ -514,9 +518,7 @@ EBB_INLINE bool page_is_block_start(const ebb_page_t *page, const void *p) {
 
 /* page->thread_free holds the list of blocks other threads freed and, in
  * its top 16 bits, how many: the owner takes the count with the list,
- * without walking it.  The count may be more than the list holds (even
- * with no list): blocks the purger gave back to the OS as holes
- * (page_remote_add_count).  The list's blocks were written last by other cores:
+ * without walking it.  The list's blocks were written last by other cores:
  * walking them to count cost 38% of larson-8t's time (perf).  A page holds
  * at most 8192 blocks; the count saturates, which only blocks freed twice
  * can reach, and is then reported as a double free. */
@@ -538,9 +540,10 @@ EBB_INLINE void segment_notify_remote(ebb_segment_t *seg) {
     atomic_store_explicit(&owner->remote_pending, 1, memory_order_seq_cst);
 }
 
-/* Something was pushed onto the page's remote list.  If the page sits on
- * its owner's full list, tell the owner where to look.  Safe after the
- * push: segments and heaps are never unmapped. */
+/* Something was pushed onto the page's remote list, or the purger made
+ * holes of its blocks.  If the page sits on its owner's full list, tell the
+ * owner where to look.  Safe after the push: segments and heaps are never
+ * unmapped. */
 EBB_INLINE void page_remote_pushed(ebb_segment_t *seg, ebb_page_t *page) {
   if (unlikely(atomic_load_explicit(&page->in_full, memory_order_seq_cst))) {
     uint64_t bit = (uint64_t)1 << (size_t)(page - seg->pages);
@@ -564,19 +567,14 @@ EBB_INLINE void page_remote_push(ebb_segment_t *seg, ebb_page_t *page, ebb_block
   page_remote_pushed(seg, page);
 }
 
-/* Count `count` blocks as freed remotely without listing them: the purger
- * gave back a page whose every block waited on its remote list, and the
- * blocks are holes now (page->purged).  The owner takes the count in as it
- * would the list's (page.c, page_collect). */
-EBB_INLINE void page_remote_add_count(ebb_segment_t *seg, ebb_page_t *page, uint32_t count) {
-  uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed), word;
-  do {
-    uint32_t n = tf_count(old) + count;
-    word = (uintptr_t)tf_list(old) |
-           ((uintptr_t)(n < EBB_TF_COUNT_MAX ? n : EBB_TF_COUNT_MAX) << EBB_TF_COUNT_SHIFT);
-  } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, word,
-                                                  memory_order_seq_cst, memory_order_relaxed));
-  page_remote_pushed(seg, page);
+/* Holes the purger made in the page (remote_holes) become the owner's:
+ * marked purged, their blocks off the used count.  Any thread that owns the
+ * page's lists calls it (page.c). */
+void page_take_remote_holes(ebb_page_t *page);
+/* Free blocks not on any list: holes of the owner's, or the purger's not yet
+ * taken in. */
+EBB_INLINE bool page_has_holes(const ebb_page_t *page) {
+  return page->purged != 0 || atomic_load_explicit(&page->remote_holes, memory_order_relaxed) != 0;
 }
 
 EBB_INLINE void page_set_owner_thread(ebb_page_t *page, uintptr_t id) {

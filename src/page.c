@@ -101,20 +101,41 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
   page->used_minus_one = -1;
   page->sparse_at = 0;
   page->purged = 0;
+  atomic_store_explicit(&page->remote_holes, 0, memory_order_relaxed);
+  page->remote_watch = 0;
   page->mem_fresh = zero;
   page_set_geometry(page, block_size, (uint32_t)(bytes / block_size));
   page->sparse_mark = page_sparse_mark(page);
 }
 
+void page_take_remote_holes(ebb_page_t *page) {
+  if (atomic_load_explicit(&page->remote_holes, memory_order_relaxed) == 0) return;
+  /* Acquire: the purger's madvise is done before its bits are set. */
+  uint64_t units = atomic_exchange_explicit(&page->remote_holes, 0, memory_order_acquire);
+  size_t unit = page_unit_size(page), bs = page->block_size;
+  uint32_t blocks = 0;
+  size_t next_idx = 0; /* blocks below this are counted */
+  for (uint64_t todo = units; todo; todo &= todo - 1) {
+    size_t u = (size_t)__builtin_ctzll(todo);
+    size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs; /* blocks overlapping u */
+    if (lo < next_idx) lo = next_idx;
+    if (hi > page->reserved) hi = page->reserved;
+    if (hi > lo) blocks += (uint32_t)(hi - lo);
+    if (hi > next_idx) next_idx = hi;
+  }
+  /* Every such block was on the purger's list: freed, and counted used. */
+  if (unlikely(blocks > page_used(page))) ebb_fatal_pointer("free", page->start, "double free (block freed twice)");
+  page->used_minus_one -= (int32_t)blocks;
+  page->purged |= units;
+}
+
 /* Put the blocks of purged units (holes) back on the free list, in address
  * order.  They read as zeros, but the units may also hold other bytes. */
 void page_recarve(ebb_page_t *page) {
-  /* Acquire, and only the bits read are cleared: the purger may add units
-   * of a page whose every block it holds, its madvise done before
-   * (purge.c, segment_purge_remote). */
-  uint64_t purged = __atomic_load_n(&page->purged, __ATOMIC_ACQUIRE);
+  if (page->detached & DETACHED_BUSY) return; /* the purger's madvise may be on its way */
+  page_take_remote_holes(page);
+  uint64_t purged = page->purged;
   if (purged == 0 || (page->detached & DETACHED_BUSY)) return; /* the purger's madvise may be on its way */
-  uint64_t taken = purged;
   size_t unit = page_unit_size(page), bs = page->block_size;
   ebb_block_t *head = NULL, *last = NULL;
   size_t next_idx = 0; /* blocks below this are done */
@@ -136,7 +157,7 @@ void page_recarve(ebb_page_t *page) {
     block_set_next(last, page->free);
     page->free = head;
   }
-  __atomic_fetch_and(&page->purged, ~taken, __ATOMIC_RELAXED);
+  page->purged = 0;
   page->is_zero = 0;
 }
 
@@ -169,7 +190,7 @@ static bool page_claim_carve(ebb_page_t *page, size_t count) {
  * never a new one, which the purger leaves alone). */
 static bool page_extend(ebb_page_t *page) {
   if (page->detached & DETACHED_BUSY) return false; /* being purged: nothing carved till it is done */
-  if (page->purged) { /* holes first: carving past them would lose them */
+  if (page_has_holes(page)) { /* holes first: carving past them would lose them */
     page_recarve(page);
     if (page->free) return true;
   }
@@ -252,18 +273,16 @@ void page_collect(ebb_page_t *page) {
       (page->free == NULL || page->local_free == NULL)) {
     uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
     ebb_block_t *list = tf_list(word);
-    uint32_t count = tf_count(word);
-    if (count != 0) { /* a list, or holes the purger made (page_remote_add_count), or both */
-      if (count > page_used(page))
-        ebb_fatal_pointer("free", list ? (void *)list : (void *)page->start, "double free (block freed twice)");
+    if (list != NULL) {
+      uint32_t count = tf_count(word);
+      if (count > page_used(page)) ebb_fatal_pointer("free", list, "double free (block freed twice)");
       count_remote_frees(page, count);
       harvest_before_wrap(page);
-      if (list != NULL) {
-        if (page->free != NULL) page->local_free = page->free; /* it was empty */
-        page->free = list;
-        page->is_zero = 0;
-      }
+      if (page->free != NULL) page->local_free = page->free; /* it was empty */
+      page->free = list;
       page->used_minus_one -= (int32_t)count;
+      page->is_zero = 0;
+      page_take_remote_holes(page); /* the purger's, if it held some of these blocks */
     }
   }
   if (page->free == NULL && page->local_free != NULL) {
@@ -294,6 +313,7 @@ static void join_local_free(ebb_page_t *page) {
  * (purging, collecting a whole heap): the remote frees that waited, and
  * those that arrived by the second look, go in too. */
 void page_collect_all(ebb_page_t *page) {
+  page_take_remote_holes(page);
   page_collect(page);
   join_local_free(page);
   if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
@@ -665,7 +685,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
       pending = tf_count(atomic_load_explicit(&page->thread_free, memory_order_relaxed));
     }
     if (page->free == NULL) {
-      if (page->purged) page_recarve(page);
+      if (page_has_holes(page)) page_recarve(page);
       if (page->free == NULL && page->capacity < page->reserved && !page_extend(page)) {
         page = next; /* its slice is being trimmed: passed over this time */
         continue;
@@ -767,7 +787,8 @@ void heap_handle_remote_full(ebb_heap_t *heap) {
         ebb_page_t *page = &seg->pages[__builtin_ctzll(pages)];
         pages &= pages - 1;
         if (atomic_load_explicit(&page->in_full, memory_order_relaxed) &&
-            atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != 0)
+            (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != 0 ||
+             atomic_load_explicit(&page->remote_holes, memory_order_relaxed) != 0))
           page_unfull(heap, page);
       }
     }

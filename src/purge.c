@@ -105,7 +105,7 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   }
   uint64_t purge = all_units & ~live & ~page->purged;
   if (purge == 0) return 0;
-  __atomic_fetch_or(&page->purged, purge, __ATOMIC_RELAXED); /* see page_recarve */
+  page->purged |= purge;
   /* The free list again, in address order, without the blocks in purged units. */
   ebb_block_t *head = NULL, *tail = NULL;
   for (size_t i = 0; i < cap; i++) {
@@ -303,9 +303,9 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
  * borrow the remote list (one exchange), give back the OS pages inside each
  * block (the first, holding the link, stays), mark the block and push the
  * list back.  The borrowed blocks still count as used, so the owner cannot
- * retire the page meanwhile.  Only blocks of medium and large classes (above
- * 8 KiB, and two OS pages or more) are worth it; the rest waits for the
- * owner.  Decay: a page's list is borrowed once
+ * retire the page meanwhile.  Blocks of medium and large classes (above
+ * 8 KiB, and two OS pages or more) are purged inside; small pages' OS pages
+ * holding only listed blocks, whole (purge_remote_small).  Decay: a page's list is borrowed once
  * the purger has seen it waiting, unmarked, for decay_ms (64 ms steps). */
 #define REMOTE_PURGED_MAGIC ((uintptr_t)0x6562622d72707267) /* "ebb-rprg" */
 #define REMOTE_SEEN_UNIT_SHIFT 6                              /* 64 ms */
@@ -338,45 +338,50 @@ static void purge_remote_list(ebb_page_t *page, ebb_block_t *list, uint32_t coun
  * mimalloc-bench's larson the main thread allocates the first blocks and
  * sleeps till the end, while the workers free and replace them all: its
  * pages, about 7 MiB, had every block they handed out on their remote
- * lists, a few never handed out on the owner's own.  The purger borrows a
+ * lists (a few never handed out sat on its own).  The purger borrows a
  * page's list (an exchange: the blocks on it are its alone) and gives back
- * each purge unit whose every block is on it; the others, on the owner's
- * lists, live, or holes the owner may be carving again, are not its to
- * judge.  The units' blocks become holes (page->purged, set after the
- * madvise), the rest of the list goes back with the whole count (the
- * holes counted, not listed: page_remote_add_count), as page_purge_plan
- * leaves a list it purged.  An owner that carves the holes again before
- * the count arrives hands out blocks that are free indeed; the count then
- * takes the borrowed blocks off its used count, which held them. */
+ * each purge unit whose every block is on it; the others, with blocks on
+ * the owner's lists, live, or holes the owner may be carving again, are
+ * not its to judge.  The rest of the list goes back with its own count;
+ * the units go to page->remote_holes, set after the madvise, their blocks
+ * still counted as used.  The owner takes them in (page.c,
+ * page_take_remote_holes: marked purged, their blocks off the used count
+ * in the same step) whenever it takes in remote frees or looks for holes,
+ * before or after the rest of the list comes back: either way the used
+ * count stays true to the blocks on its lists, which the sampled path's
+ * whole-list grant relies on (alloc.c). */
 static bool page_remote_purgeable(const ebb_page_t *page, uintptr_t word) {
-  return page->class_idx <= EBB_SMALL_CLASS_MAX && tf_list(word) != NULL &&
+  return page->class_idx <= EBB_SMALL_CLASS_MAX && page->slice_count == 1 && tf_list(word) != NULL &&
          (size_t)tf_count(word) * page->block_size >= 2 * ebb_os_page_size &&
          !(page->owner_thread & (EBB_OWNER_DETACHED | EBB_OWNER_SHARED));
 }
 
 /* The borrowed list `word` of a small page: give back the units only its
- * blocks touch, put the rest back.  Returns the bytes given back. */
-static size_t purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t word) {
-  ebb_block_t *list = tf_list(word);
+ * blocks touch, put the rest back.  Returns the word put back. */
+static uintptr_t purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t word) {
+  ebb_block_t *list = tf_list(word), *last = NULL;
   uint32_t count = tf_count(word), reserved = page->reserved;
   size_t bs = page->block_size, unit = page_unit_size(page);
-  size_t units = (size_t)page->slice_count * EBB_SLICE_SIZE / unit;
+  size_t units = EBB_SLICE_SIZE / unit;
   uint64_t mine[EBB_SLICE_SIZE / 8 / 64] = {0}; /* one bit a block: up to 8192 */
-  _Static_assert(EBB_SLICE_SIZE / 8 <= sizeof mine * 8, "a one-slice page has at most this many blocks");
-  if (!page_remote_purgeable(page, word) || page->slice_count != 1 || units > 64)
-    units = 0; /* not such a page any more: the list goes back as it is */
-  /* Every link checked before its bit is set: a block of this page, met
-   * once (a second meeting is a block freed twice). */
+  bool purgeable = page_remote_purgeable(page, word) && units <= 64 && reserved <= sizeof mine * 8;
+  /* Every link checked: a block of this page, met once (a second meeting
+   * is a block freed twice), at most `count` of them. */
   uint32_t n = 0;
-  for (ebb_block_t *b = units ? list : NULL; b; b = block_next(b)) {
+  for (ebb_block_t *b = list; b; b = block_next(b)) {
     size_t i = (size_t)((uint8_t *)b - page->start) / bs;
-    if (unlikely(!page_is_block_start(page, b) || i >= reserved)) ebb_fatal_pointer("free", b, EBB_REASON_BAD_LINK);
-    if (unlikely(++n > count || ((mine[i / 64] >> (i % 64)) & 1))) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
-    mine[i / 64] |= (uint64_t)1 << (i % 64);
+    if (unlikely(!page_is_block_start(page, b))) ebb_fatal_pointer("free", b, EBB_REASON_BAD_LINK);
+    if (unlikely(++n > count)) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
+    if (purgeable) {
+      if (unlikely(i >= reserved)) ebb_fatal_pointer("free", b, EBB_REASON_BAD_LINK);
+      if (unlikely((mine[i / 64] >> (i % 64)) & 1)) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
+      mine[i / 64] |= (uint64_t)1 << (i % 64);
+    }
+    last = b;
   }
   /* The units whose every overlapping block is on the list. */
   uint64_t purge = 0;
-  for (size_t u = 0; u < units; u++) {
+  for (size_t u = 0; purgeable && u < units; u++) {
     size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs;
     if (hi > reserved) hi = reserved;
     if (lo >= hi) break; /* past the last block */
@@ -384,38 +389,35 @@ static size_t purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t
     while (i < hi && ((mine[i / 64] >> (i % 64)) & 1)) i++;
     if (i == hi) purge |= (uint64_t)1 << u;
   }
-  size_t bytes = 0;
   if (purge != 0) {
-    /* The list again, in address order, without the blocks touching a
-     * purged unit (holes now). */
+    /* The list without the blocks touching a purged unit (holes now), in
+     * its own order (the secure build's carving shuffle stays); before the
+     * madvise, which takes their links with it. */
     ebb_block_t *head = NULL, *tail = NULL;
-    for (size_t i = 0; i < reserved; i++) {
-      if (!((mine[i / 64] >> (i % 64)) & 1)) continue;
-      size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
-      uint64_t touched = (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) &
+    uint32_t kept = 0;
+    for (ebb_block_t *b = list, *next; b; b = next) {
+      next = block_next(b);
+      size_t i = (size_t)((uint8_t *)b - page->start) / bs;
+      size_t first = i * bs / unit, end = ((i + 1) * bs - 1) / unit;
+      uint64_t touched = (end >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (end + 1)) - 1)) &
                          ~(((uint64_t)1 << first) - 1);
       if (touched & purge) continue;
-      ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
       if (tail) block_set_next(tail, b);
       else head = b;
       tail = b;
+      kept++;
     }
-    bytes = page_purge_apply(page, purge);
-    __atomic_fetch_or(&page->purged, purge, __ATOMIC_RELEASE); /* after the madvise: see page_recarve */
-    list = head;
     if (tail) block_set_next(tail, NULL);
+    page_purge_apply(page, purge);
+    /* After the madvise (release): see page_take_remote_holes. */
+    atomic_fetch_or_explicit(&page->remote_holes, purge, memory_order_release);
+    list = head;
+    last = tail;
+    count = kept;
   }
-  ebb_block_t *last = list;
-  if (list != NULL) {
-    while (block_next(last)) last = block_next(last);
-    page_remote_push(seg, page, list, last, count);
-  } else {
-    page_remote_add_count(seg, page, count);
-  }
-  /* Unchanged at the next look: nothing new (a push of its own after ours
-   * makes a word of its own). */
-  page->remote_kept = (uintptr_t)list | ((uintptr_t)count << EBB_TF_COUNT_SHIFT);
-  return bytes;
+  if (list != NULL) page_remote_push(seg, page, list, last, count);
+  else page_remote_pushed(seg, page); /* all holes: a full page's owner must look */
+  return (uintptr_t)list | ((uintptr_t)count << EBB_TF_COUNT_SHIFT);
 }
 
 /* Returns the bytes waiting for their decay. */
@@ -428,6 +430,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
     uintptr_t word = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     if (word == 0) {
       if (page->remote_seen) page->remote_seen = 0; /* taken in: a later list waits anew */
+      if (page->remote_watch) page->remote_watch = 0;
     } else if ((page->class_idx > EBB_SMALL_CLASS_MAX && page->block_size >= 2 * ebb_os_page_size) ||
                page_remote_purgeable(page, word))
       heads[n++] = (uint8_t)(page - seg->pages);
@@ -441,9 +444,37 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
     ebb_page_t *page = &seg->pages[heads[k]];
     uintptr_t seen = atomic_load_explicit(&page->thread_free, memory_order_acquire);
     ebb_block_t *head = tf_list(seen);
-    bool small = page->class_idx <= EBB_SMALL_CLASS_MAX;
-    if (head == NULL || (small ? seen == page->remote_kept : remote_block_purged(head)))
-      continue; /* taken in, or nothing new */
+    if (head == NULL) continue; /* taken in */
+    if (page->class_idx <= EBB_SMALL_CLASS_MAX) {
+      /* A small page's decay runs from its list's last change: a list
+       * still growing has an owner or freers at work, whose blocks would
+       * be purged and faulted in again. */
+      if (seen != page->remote_watch) {
+        page->remote_watch = seen;
+        page->remote_seen = (uint8_t)((now_units & 127) + 1);
+      } else if (page->remote_seen == 0) {
+        continue; /* as the purger put it back: nothing new */
+      }
+      unsigned age = (now_units - (page->remote_seen - 1u)) & 127;
+      if (!force && (decay_units < 0 || (long long)age < decay_units)) {
+        /* The passes go on for it only if its owner has made no call past
+         * its fast paths since the last pass (idle, or quiet): kept awake
+         * for every busy thread's lists, the purger took the workers'
+         * cores (trace_replay-2t's peak 64.6 -> 67.9 MiB, medians of 7).
+         * A busy owner's lists wait for the purger's once-a-second look. */
+        ebb_heap_t *owner = atomic_load_explicit(&seg->owner, memory_order_acquire);
+        if (decay_units >= 0 && owner != NULL &&
+            (owner->idle_passes > 0 || atomic_load_explicit(&owner->quiet, memory_order_relaxed)))
+          left += page->block_size;
+        continue;
+      }
+      uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
+      if (tf_list(word) == NULL) continue;
+      page->remote_watch = purge_remote_small(seg, page, word);
+      page->remote_seen = 0;
+      continue;
+    }
+    if (remote_block_purged(head)) continue; /* nothing new */
     if (!force) {
       if (decay_units < 0) continue;
       if (page->remote_seen == 0) page->remote_seen = (uint8_t)((now_units & 127) + 1);
@@ -455,15 +486,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
     }
     uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
     ebb_block_t *list = tf_list(word);
-    if (list == NULL) {
-      if (word != 0) page_remote_add_count(seg, page, tf_count(word)); /* holes only: as it was */
-      continue;
-    }
-    if (small) {
-      purge_remote_small(seg, page, word);
-      page->remote_seen = 0;
-      continue;
-    }
+    if (list == NULL) continue;
     /* Borrowed: the page keeps these blocks counted as used, so its
      * geometry cannot change until they are pushed back. */
     ebb_block_t *last;

@@ -763,7 +763,8 @@ size_t segments_purge_abandoned(uint32_t now, long long decay_ms, bool force) {
     bool freed_into = false;
     FOR_EACH_PAGE(seg, page) {
       if (page_is_lent(page)) continue;
-      if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0) {
+      if (atomic_load_explicit(&page->thread_free, memory_order_relaxed) != 0 ||
+          atomic_load_explicit(&page->remote_holes, memory_order_relaxed) != 0) {
         page_collect_all(page);
         freed_into = true;
       }

@@ -40,6 +40,11 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   ebb_class_stats_t *c = &st->classes[cls];
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
   uint32_t used = page_used(page);
+  /* Holes the purger made that the owner has not taken in yet still count
+   * as used: about a unit's worth of blocks each. */
+  uint64_t remote_holes = atomic_load_explicit(&((ebb_page_t *)page)->remote_holes, memory_order_relaxed);
+  uint32_t hole_blocks = (uint32_t)((size_t)__builtin_popcountll(remote_holes) * page_unit_size(page) / page->block_size);
+  used = used > hole_blocks ? used - hole_blocks : 0;
   if (used > page->reserved) used = page->reserved; /* torn read */
   size_t live = (size_t)used * page->block_size;
   size_t resident = page->mem_fresh ? round_page((size_t)page->capacity * page->block_size) : span;
@@ -51,7 +56,7 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
    * purge marks the units above a one-slice page's carving too. */
   size_t unit = page_unit_size(page), within = (resident + unit - 1) / unit;
   uint64_t counted = within >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << within) - 1);
-  size_t purged = (size_t)__builtin_popcountll(page->purged & counted) * unit;
+  size_t purged = (size_t)__builtin_popcountll((page->purged | remote_holes) & counted) * unit;
   resident = resident > purged ? resident - purged : 0;
   if (resident < live) resident = live;
   c->pages++;

@@ -5,7 +5,10 @@
 #     everything read back must be the same under glibc, ebb and ebb's
 #     secure build (same seed, same calls, same contents).
 #  2. 16 threads handing blocks to each other, with forks, for a bounded
-#     time under ebb, then 4 threads under the secure build.
+#     time under ebb, then 4 threads under the secure build with a decay
+#     of 0 (the purger borrows remote lists and purges as soon as it can,
+#     racing the threads that own and free those blocks; a link read from
+#     a purged block is a crash there).
 # STRESS_SEED picks the seed (default: the clock; printed, to rerun a
 # failure); STRESS_SECONDS the time of step 2 (default 8).  A longer run:
 #   STRESS_SECONDS=600 TESTS=t_stress.sh make test
@@ -28,10 +31,10 @@ if [ -z "$d_glibc" ] || [ "$d_glibc" != "$d_ebb" ] || [ "$d_glibc" != "$d_secure
   fail=1
 fi
 
-for run in "build/libebb.so 16 $secs" "build/libebb-secure.so 4 $(( (secs + 1) / 2 ))"; do
+for run in "build/libebb.so 16 $secs 250" "build/libebb-secure.so 4 $(( (secs + 1) / 2 )) 0"; do
   set -- $run
-  echo "== $1: $2 threads, $3 s"
-  if ! LD_PRELOAD=$PWD/$1 timeout $(( $3 + 60 )) "$bin" "$seed" "$3" "$2"; then
+  echo "== $1: $2 threads, $3 s, decay $4 ms"
+  if ! EBB_DECAY_MS=$4 LD_PRELOAD=$PWD/$1 timeout $(( $3 + 60 )) "$bin" "$seed" "$3" "$2"; then
     echo "FAIL: $1 with $2 threads (seed $seed)"
     fail=1
   fi
