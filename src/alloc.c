@@ -509,7 +509,8 @@ static EBB_NOINLINE EBB_API_TEXT void *alloc_small_sampled(ebb_heap_t *heap, siz
   }
   /* The page's whole list, if a whole page cannot reach the sample and the
    * list's length is known (nothing waits on local_free, and no hole is
-   * left to carve again: it is capacity less used), cut off in one piece,
+   * left to carve again: it is capacity less used; the purger's holes not
+   * yet taken in still count as used, purge.c), cut off in one piece,
    * without a walk.  It was the page
    * itself, named by direct[] until the slow path came back, which it did
    * within a page's bytes; since the owner's frees go onto `free`

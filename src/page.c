@@ -125,6 +125,7 @@ void page_take_remote_holes(ebb_page_t *page) {
   }
   /* Every such block was on the purger's list: freed, and counted used. */
   if (unlikely(blocks > page_used(page))) ebb_fatal_pointer("free", page->start, "double free (block freed twice)");
+  count_remote_frees(page, blocks);
   page->used_minus_one -= (int32_t)blocks;
   page->purged |= units;
 }
@@ -135,7 +136,7 @@ void page_recarve(ebb_page_t *page) {
   if (page->detached & DETACHED_BUSY) return; /* the purger's madvise may be on its way */
   page_take_remote_holes(page);
   uint64_t purged = page->purged;
-  if (purged == 0 || (page->detached & DETACHED_BUSY)) return; /* the purger's madvise may be on its way */
+  if (purged == 0) return;
   size_t unit = page_unit_size(page), bs = page->block_size;
   ebb_block_t *head = NULL, *last = NULL;
   size_t next_idx = 0; /* blocks below this are done */
@@ -433,7 +434,10 @@ static bool page_to_full_unrefreshed(ebb_heap_t *heap, ebb_page_t *page) {
   list_push_back(&heap->full, page);
   page_mark_full(page, true);
   atomic_store_explicit(&page->in_full, 1, memory_order_seq_cst);
-  if (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != 0) {
+  /* Holes the purger made count too: it tells a full page's owner, but
+   * may have read in_full before this store. */
+  if (atomic_load_explicit(&page->thread_free, memory_order_seq_cst) != 0 ||
+      atomic_load_explicit(&page->remote_holes, memory_order_seq_cst) != 0) {
     list_remove(&heap->full, page);
     page_mark_full(page, false);
     atomic_store_explicit(&page->in_full, 0, memory_order_relaxed);

@@ -305,8 +305,10 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
  * list back.  The borrowed blocks still count as used, so the owner cannot
  * retire the page meanwhile.  Blocks of medium and large classes (above
  * 8 KiB, and two OS pages or more) are purged inside; small pages' OS pages
- * holding only listed blocks, whole (purge_remote_small).  Decay: a page's list is borrowed once
- * the purger has seen it waiting, unmarked, for decay_ms (64 ms steps). */
+ * holding only listed blocks, whole (purge_remote_small).  Decay: a medium
+ * page's list is borrowed once the purger has seen it waiting, unmarked,
+ * for decay_ms (64 ms steps); a small page's once it has not changed for
+ * decay_ms. */
 #define REMOTE_PURGED_MAGIC ((uintptr_t)0x6562622d72707267) /* "ebb-rprg" */
 #define REMOTE_SEEN_UNIT_SHIFT 6                              /* 64 ms */
 
@@ -357,8 +359,10 @@ static bool page_remote_purgeable(const ebb_page_t *page, uintptr_t word) {
 }
 
 /* The borrowed list `word` of a small page: give back the units only its
- * blocks touch, put the rest back.  Returns the word put back. */
-static uintptr_t purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t word) {
+ * blocks touch, put the rest back, and watch the word put back (unchanged
+ * at a later look: nothing new).  The page's fields are written before
+ * the holes and the list go back: after that, the owner may retire it. */
+static void purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t word) {
   ebb_block_t *list = tf_list(word), *last = NULL;
   uint32_t count = tf_count(word), reserved = page->reserved;
   size_t bs = page->block_size, unit = page_unit_size(page);
@@ -409,15 +413,21 @@ static uintptr_t purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintpt
     }
     if (tail) block_set_next(tail, NULL);
     page_purge_apply(page, purge);
-    /* After the madvise (release): see page_take_remote_holes. */
-    atomic_fetch_or_explicit(&page->remote_holes, purge, memory_order_release);
     list = head;
     last = tail;
     count = kept;
   }
+  page->remote_watch = (uintptr_t)list | ((uintptr_t)count << EBB_TF_COUNT_SHIFT);
+  page->remote_seen = 0;
+  if (purge != 0) {
+    /* After the madvise (see page_take_remote_holes); sequentially
+     * consistent against the owner's move of the page to its full list,
+     * which reads remote_holes after setting in_full (page.c), as
+     * page_remote_pushed reads in_full after this. */
+    atomic_fetch_or_explicit(&page->remote_holes, purge, memory_order_seq_cst);
+  }
   if (list != NULL) page_remote_push(seg, page, list, last, count);
   else page_remote_pushed(seg, page); /* all holes: a full page's owner must look */
-  return (uintptr_t)list | ((uintptr_t)count << EBB_TF_COUNT_SHIFT);
 }
 
 /* Returns the bytes waiting for their decay. */
@@ -470,8 +480,7 @@ static size_t segment_purge_remote(ebb_segment_t *seg, uint32_t now, long long d
       }
       uintptr_t word = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
       if (tf_list(word) == NULL) continue;
-      page->remote_watch = purge_remote_small(seg, page, word);
-      page->remote_seen = 0;
+      purge_remote_small(seg, page, word);
       continue;
     }
     if (remote_block_purged(head)) continue; /* nothing new */
