@@ -850,9 +850,8 @@ static bool block_is_free_here(ebb_page_t *page, const void *p) {
    * carved again. */
   uint64_t holes = page->purged | atomic_load_explicit(&page->remote_holes, memory_order_relaxed);
   if (holes != 0 && page->slice_count == 1) {
-    size_t unit = page_unit_size(page), offset = (size_t)((const uint8_t *)p - page->start);
-    size_t first = offset / unit, last = (offset + page->block_size - 1) / unit;
-    if (last < 64 && (holes >> first) & ((((uint64_t)1 << (last - first)) << 1) - 1)) return true;
+    size_t i = (size_t)((const uint8_t *)p - page->start) / page->block_size;
+    if (holes & block_units(i, page->block_size, page_unit_size(page))) return true;
   }
   uint32_t bound = page->capacity + 1;
   if (list_holds(page, page->free, p, bound) || list_holds(page, page->local_free, p, bound)) return true;

@@ -901,6 +901,17 @@ EBB_INLINE bool page_mostly_used(const ebb_page_t *page, uint32_t used) {
 /* ---- purge.c: decay, sparse pages, the background purger, the limit ------ */
 /* The span a purge unit covers in `page`, and how many units it has. */
 size_t page_unit_size(const ebb_page_t *page);
+/* The purge units (bit u: unit u) that block i of a page touches. */
+EBB_INLINE uint64_t block_units(size_t i, size_t block_size, size_t unit) {
+  size_t first = i * block_size / unit, last = ((i + 1) * block_size - 1) / unit;
+  return (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) & ~(((uint64_t)1 << first) - 1);
+}
+/* The blocks [*lo, *hi) that purge unit u touches, below `cap`. */
+EBB_INLINE void unit_blocks(size_t u, size_t unit, size_t block_size, size_t cap, size_t *lo, size_t *hi) {
+  *lo = u * unit / block_size;
+  *hi = ((u + 1) * unit + block_size - 1) / block_size;
+  if (*hi > cap) *hi = cap;
+}
 /* Give back the OS pages of `page` that hold no live block.  The caller
  * owns the page's free lists (its owner, or the purger for a sparse page). */
 size_t page_purge_free_units(ebb_page_t *page);

@@ -116,10 +116,9 @@ void page_take_remote_holes(ebb_page_t *page) {
   uint32_t blocks = 0;
   size_t next_idx = 0; /* blocks below this are counted */
   for (uint64_t todo = units; todo; todo &= todo - 1) {
-    size_t u = (size_t)__builtin_ctzll(todo);
-    size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs; /* blocks overlapping u */
+    size_t lo, hi;
+    unit_blocks((size_t)__builtin_ctzll(todo), unit, bs, page->reserved, &lo, &hi);
     if (lo < next_idx) lo = next_idx;
-    if (hi > page->reserved) hi = page->reserved;
     if (hi > lo) blocks += (uint32_t)(hi - lo);
     if (hi > next_idx) next_idx = hi;
   }
@@ -141,11 +140,10 @@ void page_recarve(ebb_page_t *page) {
   ebb_block_t *head = NULL, *last = NULL;
   size_t next_idx = 0; /* blocks below this are done */
   while (purged) {
-    size_t u = (size_t)__builtin_ctzll(purged);
+    size_t lo, hi;
+    unit_blocks((size_t)__builtin_ctzll(purged), unit, bs, page->capacity, &lo, &hi);
     purged &= purged - 1;
-    size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs; /* blocks overlapping u */
     if (lo < next_idx) lo = next_idx;
-    if (hi > page->capacity) hi = page->capacity;
     for (size_t i = lo; i < hi; i++) {
       ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
       if (last) block_set_next(last, b);

@@ -97,9 +97,7 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   uint64_t live = 0;
   for (size_t i = 0; i < cap; i++) {
     if ((free_bits[i / 64] >> (i % 64)) & 1) continue;
-    size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
-    uint64_t touched = (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) &
-                       ~(((uint64_t)1 << first) - 1);
+    uint64_t touched = block_units(i, bs, unit);
     if (touched & page->purged) continue; /* a hole: free */
     live |= touched;
   }
@@ -110,9 +108,7 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   ebb_block_t *head = NULL, *tail = NULL;
   for (size_t i = 0; i < cap; i++) {
     if (!((free_bits[i / 64] >> (i % 64)) & 1)) continue;
-    size_t first = i * bs / unit, last = ((i + 1) * bs - 1) / unit;
-    uint64_t touched = (last >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (last + 1)) - 1)) &
-                       ~(((uint64_t)1 << first) - 1);
+    uint64_t touched = block_units(i, bs, unit);
     if (touched & page->purged) continue;
     ebb_block_t *b = (ebb_block_t *)(page->start + i * bs);
     if (tail) block_set_next(tail, b);
@@ -366,9 +362,10 @@ static void purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t w
   ebb_block_t *list = tf_list(word), *last = NULL;
   uint32_t count = tf_count(word), reserved = page->reserved;
   size_t bs = page->block_size, unit = page_unit_size(page);
-  size_t units = EBB_SLICE_SIZE / unit;
-  uint64_t mine[EBB_SLICE_SIZE / 8 / 64] = {0}; /* one bit a block: up to 8192 */
-  bool purgeable = page_remote_purgeable(page, word) && units <= 64 && reserved <= sizeof mine * 8;
+  size_t units = EBB_SLICE_SIZE / unit; /* at most 64: page_unit_size */
+  uint64_t mine[EBB_SLICE_SIZE / 8 / 64] = {0}; /* one bit a block */
+  _Static_assert(EBB_SLICE_SIZE / 8 <= sizeof mine * 8, "a one-slice page has at most this many blocks");
+  bool purgeable = page_remote_purgeable(page, word);
   /* Every link checked: a block of this page, met once (a second meeting
    * is a block freed twice), at most `count` of them. */
   uint32_t n = 0;
@@ -386,8 +383,8 @@ static void purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t w
   /* The units whose every overlapping block is on the list. */
   uint64_t purge = 0;
   for (size_t u = 0; purgeable && u < units; u++) {
-    size_t lo = u * unit / bs, hi = ((u + 1) * unit + bs - 1) / bs;
-    if (hi > reserved) hi = reserved;
+    size_t lo, hi;
+    unit_blocks(u, unit, bs, reserved, &lo, &hi);
     if (lo >= hi) break; /* past the last block */
     size_t i = lo;
     while (i < hi && ((mine[i / 64] >> (i % 64)) & 1)) i++;
@@ -401,11 +398,7 @@ static void purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t w
     uint32_t kept = 0;
     for (ebb_block_t *b = list, *next; b; b = next) {
       next = block_next(b);
-      size_t i = (size_t)((uint8_t *)b - page->start) / bs;
-      size_t first = i * bs / unit, end = ((i + 1) * bs - 1) / unit;
-      uint64_t touched = (end >= 63 ? ~(uint64_t)0 : (((uint64_t)1 << (end + 1)) - 1)) &
-                         ~(((uint64_t)1 << first) - 1);
-      if (touched & purge) continue;
+      if (block_units((size_t)((uint8_t *)b - page->start) / bs, bs, unit) & purge) continue;
       if (tail) block_set_next(tail, b);
       else head = b;
       tail = b;

@@ -42,7 +42,7 @@ static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   uint32_t used = page_used(page);
   /* Holes the purger made that the owner has not taken in yet still count
    * as used: about a unit's worth of blocks each. */
-  uint64_t remote_holes = atomic_load_explicit(&((ebb_page_t *)page)->remote_holes, memory_order_relaxed);
+  uint64_t remote_holes = atomic_load_explicit(&page->remote_holes, memory_order_relaxed);
   uint32_t hole_blocks = (uint32_t)((size_t)__builtin_popcountll(remote_holes) * page_unit_size(page) / page->block_size);
   used = used > hole_blocks ? used - hole_blocks : 0;
   if (used > page->reserved) used = page->reserved; /* torn read */
