@@ -491,6 +491,27 @@ static ebb_heap_t *lender_heap(void) {
  * 8 B to 50 KiB, 0.1% up to 512 KiB, a new thread a round) mapped a fifth
  * segment for them while theirs held 19 free slices, all resident, in runs
  * too short. */
+/* A resident run of the other holder's, for a page of `holder` that would
+ * otherwise take another segment (under the group's lock).  The page
+ * stays in the other holder's segment, which stays that holder's: its run
+ * comes back there (segment_page_free goes by the segment's owner).  Its
+ * cached empty segment counts too; it goes onto its list to be used. */
+static ebb_page_t *borrowed_run(ebb_heap_t *other, size_t slices, size_t min_slices) {
+  ebb_page_t *page = owned_run(other, slices, true);
+  if (page == NULL && min_slices != slices) page = owned_run(other, min_slices, true);
+  ebb_segment_t *seg = other->cached_empty;
+  if (page != NULL || seg == NULL) return page;
+  other->cached_empty = NULL;
+  seg_list_push(&other->segments, seg);
+  page = segment_try_take(other, seg, slices, true);
+  if (page == NULL && min_slices != slices) page = segment_try_take(other, seg, min_slices, true);
+  if (page == NULL) { /* purged meanwhile: cached again, as it was */
+    seg_list_remove(&other->segments, seg);
+    other->cached_empty = seg;
+  }
+  return page;
+}
+
 static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_block, bool may_lend) {
   ebb_heap_t *holder = one_block ? &large_holder : &medium_holder;
   ebb_heap_t *lender = may_lend && !one_block ? lender_heap() : NULL;
@@ -503,6 +524,10 @@ static ebb_page_t *medium_page_alloc(size_t slices, size_t min_slices, bool one_
     if (page == NULL) page = owned_run(holder, len, false);
     if (page != NULL || len == min_slices) break;
   }
+  /* Then the holder's cached empty segment, the other holder's resident
+   * runs, and only then a pooled segment (page_alloc_in_taken). */
+  if (page == NULL && holder->cached_empty != NULL) page = page_alloc_in_taken(holder, slices, false);
+  if (page == NULL) page = borrowed_run(one_block ? &medium_holder : &large_holder, slices, min_slices);
   if (page == NULL) page = page_alloc_in_taken(holder, slices, false);
   lock_release(&medium_group_lock);
   if (page) return page;
