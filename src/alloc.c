@@ -954,7 +954,7 @@ EBB_API_TEXT void *realloc_generic(void *p, size_t size, size_t alignment, const
   bool aligned = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
   /* Fits, and not so much smaller that keeping the block wastes memory. */
   if (aligned && size <= usable && (size >= usable / 2 || usable <= 128)) return p;
-  if (aligned && size > EBB_LARGE_MAX && segmap_get((uintptr_t)p) == EBB_SEGMAP_SEGMENT) {
+  if (aligned && (size > EBB_LARGE_MAX || size > usable) && segmap_get((uintptr_t)p) == EBB_SEGMAP_SEGMENT) {
     ebb_segment_t *seg = segment_of(p);
     if (seg->kind == EBB_SEGMENT_HUGE) {
       void *q = huge_realloc(seg, &seg->pages[0], size);
@@ -968,7 +968,17 @@ EBB_API_TEXT void *realloc_generic(void *p, size_t size, size_t alignment, const
        * neighbours were merged): copy, as for any other block. */
     }
   }
-  void *q = alignment ? alloc_aligned(alignment, size, false) : alloc_generic(size, false);
+  /* A large block grown again is taken to be a growing array (a vector, a
+   * hash table, a buffer doubled as it fills): it moves to a mapping of its
+   * own, which the next growths extend with mremap (in place, or moving
+   * page tables), not into a larger class's run with a copy, leaving each
+   * old run free but resident behind it.  sqlite3 grows two tables from
+   * 64 KiB to 2 MiB by doubling: their old runs held 2.2 MiB of the large
+   * blocks' segments at its peak. */
+  bool growing_large = alignment == 0 && size > usable && usable > EBB_MEDIUM_MAX && size <= EBB_LARGE_MAX;
+  void *q = growing_large ? huge_alloc(size, 0, false)
+            : alignment   ? alloc_aligned(alignment, size, false)
+                          : alloc_generic(size, false);
   if (q == NULL) return NULL;
   memcpy(q, p, size < usable ? size : usable);
   free_generic(p, call, 0);

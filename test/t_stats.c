@@ -3,7 +3,8 @@
  * huge blocks), after allocating, after freeing half and after freeing all
  * (back to the baseline); per-class live blocks; the counters grow by at
  * least what was done; malloc_trim(0) gives memory back.  Then snprintf's
- * contract of ebb_stats_json and ebb_stats_prometheus, and remote frees.
+ * contract of ebb_stats_json and ebb_stats_prometheus, remote frees, and a
+ * large block's growth by realloc into a mapping of its own.
  * Linked with build/libebb.so (the malloc family is ebb's). */
 #include <malloc.h>
 #include <pthread.h>
@@ -289,10 +290,44 @@ static void test_rss_tracks_touched_memory(void) {
   free(p);
 }
 
+/* A large block realloc'd larger a second time moves to a mapping of its
+ * own (one huge block more), which later growths extend in place of
+ * copying it into larger classes; contents survive every step, and a
+ * shrink to a small size gives the mapping up. */
+static void test_realloc_growth(void) {
+  static const size_t steps[] = {100000, 200000, 400000, 900000, 1900000};
+  snapshot(&base);
+  unsigned char *p = NULL;
+  size_t have = 0;
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    unsigned char *q = realloc(p, steps[i]);
+    CHECK(q != NULL);
+    if (q == NULL) {
+      free(p);
+      return;
+    }
+    for (size_t k = 0; k < have; k += 4093) CHECK(q[k] == (unsigned char)(k * 7 + 1));
+    for (size_t k = have; k < steps[i]; k++) q[k] = (unsigned char)(k * 7 + 1);
+    p = q;
+    have = steps[i];
+    snapshot(&st);
+    size_t want = i >= 2 ? 1 : 0; /* 100000: medium, 200000: large, then its own mapping */
+    printf("realloc to %zu: huge blocks %+lld\n", steps[i], (long long)(st.huge_blocks - base.huge_blocks));
+    CHECK(st.huge_blocks - base.huge_blocks == want);
+  }
+  p = realloc(p, 1000);
+  CHECK(p != NULL);
+  for (size_t k = 0; k < 1000; k += 7) CHECK(p[k] == (unsigned char)(k * 7 + 1));
+  snapshot(&st);
+  CHECK(st.huge_blocks == base.huge_blocks);
+  free(p);
+}
+
 int main(void) {
   test_rss_tracks_touched_memory();
   test_live_bytes();
   test_formats();
   test_remote_frees();
+  test_realloc_growth();
   TEST_DONE();
 }
