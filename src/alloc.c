@@ -62,7 +62,7 @@ static void *alloc_shared(size_t size, unsigned cls, bool zero) {
     if (atomic_load_explicit(cached, memory_order_relaxed) != NULL) {
       ebb_block_t *block = atomic_exchange_explicit(cached, NULL, memory_order_acquire);
       if (block != NULL) { /* else the purger took it meanwhile */
-        medium_cache_touch(own, cls);
+        medium_cache_touch(own);
         own->stat_allocs[cls]++; /* its page counted it when it first went out */
         shared_mark_taken(block, cls);
         if (zero) memset(block, 0, size);
@@ -692,22 +692,12 @@ static void free_to_shared(ebb_page_t *page, ebb_block_t *block, bool wait) {
  * of each class up to 32 KiB (at most 300 KiB) and hands it out to its next
  * allocation of that class: a free and an allocation with no lock and no
  * line from another core.  The block still counts as used in its page, so
- * the statistics subtract what the caches hold.
- *
- * What a cached block costs is its memory and, when it is the last block
- * of its page, the whole page, which cannot go back to its segment for
- * another class while the block waits.  A program that uses many medium
- * classes a few times each (espresso: 16 classes, most a few hundred
- * times in 4 s) kept one block of each for good, about 350 KiB; `tiny`
- * (4 blocks a round from 16 classes) 230 KiB of its 3.4 MiB peak.  So the
- * last block of a page is not cached (the page goes back), and a slot
- * unused for a purger pass is emptied (the bits of `slots`).  The purger
- * empties slots with one exchange each (the owner may be taking the same
- * block, and one of them gets it); an exiting thread empties its own, and
- * ebb_collect(true) every thread's. */
-void medium_cache_flush_slots(ebb_heap_t *heap, uint32_t slots, bool wait) {
+ * the statistics subtract what the caches hold.  An idle thread's cache is
+ * emptied by the purger (one exchange a slot: the owner may be taking the
+ * same block, and one of them gets it), an exiting thread's by the thread,
+ * and every cache by ebb_collect(true). */
+void medium_cache_flush(ebb_heap_t *heap, bool wait) {
   for (unsigned i = 0; i < EBB_MEDIUM_CACHE_CLASSES; i++) {
-    if (((slots >> i) & 1) == 0) continue;
     if (atomic_load_explicit(&heap->medium_cache[i], memory_order_relaxed) == NULL) continue;
     ebb_block_t *block = atomic_exchange_explicit(&heap->medium_cache[i], NULL, memory_order_acquire);
     if (block == NULL) continue;
@@ -732,13 +722,9 @@ static EBB_NOINLINE void free_shared(ebb_page_t *page, void *p) {
   if (cls > EBB_SMALL_CLASS_MAX && cls <= EBB_MEDIUM_CACHE_CLASS_MAX && own != &ebb_empty_heap) {
     _Atomic(ebb_block_t *) *cached = medium_cache_slot(own, cls);
     ebb_block_t *held = atomic_load_explicit(cached, memory_order_relaxed);
-    /* The page's count, read without its heap's lock: a hint.  1: this
-     * block is its last (a full page's count carries the bias). */
-    int32_t used_minus_one = __atomic_load_n(&page->used_minus_one, __ATOMIC_RELAXED);
-    bool last_of_page = used_minus_one == 0;
-    if (held == NULL && !last_of_page) { /* only this thread fills it: it stays empty till then */
+    if (held == NULL) { /* only this thread fills it: it stays empty till then */
       atomic_store_explicit(cached, (ebb_block_t *)p, memory_order_release);
-      medium_cache_touch(own, cls);
+      medium_cache_touch(own);
       return;
     }
     if (unlikely(held == p)) ebb_fatal_pointer("free", p, "double free (block freed twice)");
@@ -1074,9 +1060,9 @@ EBB_EXPORT void ebb_collect(bool force) {
    * they hold goes back to the shared heaps, collected next. */
   if (force) {
     for (ebb_heap_t *h = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); h; h = h->all_next)
-      medium_cache_flush_slots(h, EBB_MEDIUM_CACHE_ALL, true);
+      medium_cache_flush(h, true);
   } else {
-    medium_cache_flush_slots(ebb_tls_heap, EBB_MEDIUM_CACHE_ALL, true);
+    medium_cache_flush(ebb_tls_heap, true);
   }
   foreign_cache_flush(ebb_tls_heap); /* only the thread's own: the owner pops it plainly */
   for (unsigned slot = 0; slot < EBB_SHARED_HEAPS; slot++) {

@@ -157,7 +157,6 @@ EBB_INLINE bool class_is_shared(unsigned cls) {
  * medium cache (alloc.c): at most 300 KiB a thread. */
 #define EBB_MEDIUM_CACHE_CLASS_MAX 73u /* class_size(73) == 32 KiB, checked in unit_internal */
 #define EBB_MEDIUM_CACHE_CLASSES (EBB_MEDIUM_CACHE_CLASS_MAX - EBB_SMALL_CLASS_MAX)
-_Static_assert(EBB_MEDIUM_CACHE_CLASSES <= 32, "one bit a slot in medium_cache_recent");
 /* Classes up to EBB_DIRECT_MAX (a direct[] entry a size): each has a
  * foreign cache in every thread heap (alloc.c). */
 #define EBB_FOREIGN_CLASSES 34u /* classes 1..33; class_size(33) == 1 KiB, checked in unit_internal */
@@ -416,9 +415,8 @@ typedef struct ebb_heap {
    * the owner, the purger (from an idle thread) and ebb_collect take them
    * out, each with one exchange.  Empty once the thread has exited. */
   _Atomic(ebb_block_t *) medium_cache[EBB_MEDIUM_CACHE_CLASSES];
-  /* Bit i: slot i was used (filled or emptied) since the purger's last
-   * pass, which clears the bits and flushes the slots left unused. */
-  _Atomic uint32_t medium_cache_recent;
+  _Atomic uint32_t medium_cache_ops;    /* bumped by the owner: the purger's idle test */
+  uint32_t medium_cache_seen;           /* the purger's: the count at its last pass */
   /* active: the owner went past its fast paths (heap_note_active) since
    * the purger's last pass, which clears it.  A live thread with no such
    * call for four passes (the decay) is quiet (set by the purger, cleared by the
@@ -1043,22 +1041,16 @@ EBB_INLINE _Atomic(ebb_block_t *) *medium_cache_slot(ebb_heap_t *heap, unsigned 
 /* Give the blocks in `heap`'s medium cache back to the shared heaps; with
  * wait, under their locks (never while holding the purger's), else without
  * waiting (a busy heap gets them as other threads' frees). */
-/* Empty the medium cache's slots named by `slots` (bit i: slot i) into
- * the shared heaps; wait: for their locks (else a busy one's block goes
- * back by the lock-free path). */
-void medium_cache_flush_slots(ebb_heap_t *heap, uint32_t slots, bool wait);
-#define EBB_MEDIUM_CACHE_ALL UINT32_MAX
+void medium_cache_flush(ebb_heap_t *heap, bool wait);
 /* Give the blocks in the calling thread's foreign cache back to their
  * pages.  Only the owner may: the fast path pops that cache with plain
  * loads and stores. */
 void foreign_cache_flush(ebb_heap_t *heap);
-/* The owner used slot `cls` of its cache.  A load and, once a pass, a
- * store, not an atomic OR: a bit the store puts back after the purger
- * cleared it only keeps that slot's block one pass longer. */
-EBB_INLINE void medium_cache_touch(ebb_heap_t *heap, unsigned cls) {
-  uint32_t bit = (uint32_t)1 << (cls - EBB_SMALL_CLASS_MAX - 1);
-  uint32_t recent = atomic_load_explicit(&heap->medium_cache_recent, memory_order_relaxed);
-  if ((recent & bit) == 0) atomic_store_explicit(&heap->medium_cache_recent, recent | bit, memory_order_relaxed);
+/* The owner used its cache (only it writes the count). */
+EBB_INLINE void medium_cache_touch(ebb_heap_t *heap) {
+  atomic_store_explicit(&heap->medium_cache_ops,
+                        atomic_load_explicit(&heap->medium_cache_ops, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
 }
 void *alloc_generic(size_t size, bool zero);
 void *alloc_aligned(size_t alignment, size_t size, bool zero);

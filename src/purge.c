@@ -591,24 +591,25 @@ static void heaps_mark_quiet(void) {
 }
 
 /* ---- threads' medium caches -----------------------------------------------------
- * A slot of a thread's medium cache unused since the last pass (a tick
- * ago) gives its block back to the shared heaps, without waiting for their
- * locks, so that its page can go back or the class be purged; an idle
- * thread's whole cache goes that way.  Returns what the slots in use still
- * hold, so the passes go on. */
+ * A thread that has not used its medium cache since the last pass (a tick
+ * ago) is idle: its cached blocks go back to the shared heaps, without
+ * waiting for their locks, so the shared heap's idle classes can be purged.
+ * Returns what active threads still cache, so the passes go on. */
 static size_t medium_caches_idle(bool force) {
   size_t left = 0;
   for (ebb_heap_t *heap = atomic_load_explicit(&ebb_all_heaps, memory_order_acquire); heap;
        heap = heap->all_next) {
-    uint32_t recent = atomic_exchange_explicit(&heap->medium_cache_recent, 0, memory_order_relaxed);
-    if (force) recent = 0;
-    uint32_t idle = 0;
-    for (unsigned i = 0; i < EBB_MEDIUM_CACHE_CLASSES; i++) {
-      if (atomic_load_explicit(&heap->medium_cache[i], memory_order_relaxed) == NULL) continue;
-      if ((recent >> i) & 1) left += class_size(EBB_SMALL_CLASS_MAX + 1 + i);
-      else idle |= (uint32_t)1 << i;
-    }
-    if (idle) medium_cache_flush_slots(heap, idle, false);
+    uint32_t ops = atomic_load_explicit(&heap->medium_cache_ops, memory_order_relaxed);
+    bool idle = force || ops == heap->medium_cache_seen;
+    heap->medium_cache_seen = ops;
+    for (unsigned i = 0; i < EBB_MEDIUM_CACHE_CLASSES; i++)
+      if (atomic_load_explicit(&heap->medium_cache[i], memory_order_relaxed) != NULL) {
+        if (idle) {
+          medium_cache_flush(heap, false);
+          break;
+        }
+        left += class_size(EBB_SMALL_CLASS_MAX + 1 + i);
+      }
   }
   return left;
 }

@@ -830,14 +830,6 @@ static void handoff_reach(int stage) {
   pthread_mutex_unlock(&g_mu);
 }
 
-/* As handoff_reach, without waiting for the release (the caller goes on). */
-static void handoff_reach_nowait(int stage) {
-  pthread_mutex_lock(&g_mu);
-  g_handoff_stage = stage;
-  pthread_cond_broadcast(&g_cv);
-  pthread_mutex_unlock(&g_mu);
-}
-
 static void handoff_await(int stage) {
   pthread_mutex_lock(&g_mu);
   handoff_wait(stage);
@@ -1112,127 +1104,71 @@ static void case_medium_shared(void) {
 }
 
 /* medium_cache: each thread keeps the last medium block it freed of each
- * class up to 32 KiB, for its next allocation of that class, unless the
- * block is the last of its page (the page goes back instead).  A thread
- * allocates two blocks of each such class and frees them (the first
- * freed is cached, and the second finds its slot full), then a block of
- * each class that is alone in its page, and frees it.  The statistics must
- * not count the cached blocks as live, and the lone blocks must not be
- * cached (their pages go back).  Then, in "idle" mode the thread sleeps
- * and the purger must take the cached blocks from it and give them back to
- * the shared heap, whose pages empty and are retired; in "busy" mode the
- * thread keeps using the 32 KiB class, and the purger must take the other
- * classes' blocks all the same (a slot unused for a pass goes back); in
- * "collect" mode (no purger thread), ebb_collect(true) must. */
-#define MEDIUM_CACHE_CLASSES 16
-static size_t medium_cache_kib(int i) { return i < 8 ? 9 + (size_t)i : 18 + 2 * (size_t)(i - 8); }
-static atomic_int g_medium_busy, g_medium_stop;
-static size_t g_lone_pages;
+ * class up to 32 KiB, for its next allocation of that class.  A thread
+ * fills its cache (one block of each such class, freed) and sleeps.  The
+ * statistics must not count the cached blocks as live.  Then, in "idle"
+ * mode, the purger must take them from the sleeping thread and give them
+ * back to the shared heap, whose pages empty and are retired; in "collect"
+ * mode (no purger thread), ebb_collect(true) must. */
+static void *medium_cache_thread(void *arg) {
+  (void)arg;
+  void *blocks[16];
+  for (int i = 0; i < 16; i++) {
+    size_t kib = i < 8 ? 9 + (size_t)i : 18 + 2 * (size_t)(i - 8); /* 9..16, 18..32 KiB */
+    blocks[i] = malloc(kib * KIB);
+    if (blocks[i]) memset(blocks[i], 0x5a, kib * KIB);
+  }
+  for (int i = 0; i < 16; i++) free(blocks[i]);
+  handoff_reach(1); /* alive, with a full cache, until released */
+  return NULL;
+}
 
-/* Pages and live blocks of the classes of (above_kib, max_kib] KiB. */
-static void medium_cache_classes_between(size_t above_kib, size_t max_kib, size_t *pages, size_t *live) {
+static void medium_cache_classes(size_t *pages, size_t *live) {
   static ebb_stats_t st;
   ebb_stats_get(&st);
   *pages = *live = 0;
   for (unsigned c = 0; c < EBB_STATS_CLASSES; c++)
-    if (st.classes[c].block_size > above_kib * KIB && st.classes[c].block_size <= max_kib * KIB) {
+    if (st.classes[c].block_size > 8 * KIB && st.classes[c].block_size <= 32 * KIB) {
       *pages += st.classes[c].pages;
       *live += st.classes[c].live_blocks;
     }
 }
 
-static void medium_cache_classes(size_t max_kib, size_t *pages, size_t *live) {
-  medium_cache_classes_between(8, max_kib, pages, live);
-}
-
-static void *medium_cache_thread(void *arg) {
-  (void)arg;
-  /* A lone block (its page's only one) freed goes back with its page. */
-  void *lone = malloc(24 * KIB);
-  if (lone) memset(lone, 0x3c, 24 * KIB);
-  free(lone);
-  size_t live;
-  medium_cache_classes_between(22, 24, &g_lone_pages, &live);
-  /* Four blocks a class: a class's pages grow from one block to two and
-   * four (page.c, medium_page_slices), so the 2nd and 3rd share a page.
-   * The 2nd is freed first (cached: the 3rd is live beside it); the
-   * others find the slot full, and the 1st and 4th pages go back. */
-  void *blocks[MEDIUM_CACHE_CLASSES][4];
-  for (int i = 0; i < MEDIUM_CACHE_CLASSES; i++)
-    for (int k = 0; k < 4; k++) {
-      size_t n = medium_cache_kib(i) * KIB;
-      blocks[i][k] = malloc(n);
-      if (blocks[i][k]) memset(blocks[i][k], 0x5a, n);
-    }
-  static const int order[4] = {1, 2, 0, 3};
-  for (int i = 0; i < MEDIUM_CACHE_CLASSES; i++)
-    for (int k = 0; k < 4; k++) free(blocks[i][order[k]]);
-  if (atomic_load(&g_medium_busy)) {
-    void *keep = malloc(32 * KIB), *cur = malloc(32 * KIB); /* two: neither is its page's last */
-    handoff_reach_nowait(1);
-    while (!atomic_load(&g_medium_stop)) {
-      free(cur); /* into the cache */
-      cur = malloc(32 * KIB);
-      if (cur) memset(cur, 0x11, 64);
-      usleep(1000);
-    }
-    free(cur);
-    free(keep);
-    return NULL;
-  }
-  handoff_reach(1); /* alive, with a full cache, until released */
-  return NULL;
-}
-
 static void case_medium_cache(const char *mode) {
-  bool idle = strcmp(mode, "idle") == 0, busy = strcmp(mode, "busy") == 0;
-  if (idle || busy) { /* a burst, so the purger thread starts */
+  bool idle = strcmp(mode, "idle") == 0;
+  if (idle) { /* a burst, so the purger thread starts */
     uint64_t seed = 99;
     void **all = NULL;
     chain_fill(&all, &seed, 6, 10, 24 * MIB, 0x61);
     chain_free(all);
   }
-  atomic_store(&g_medium_busy, busy);
   pthread_t t;
   pthread_create(&t, NULL, medium_cache_thread, NULL);
   handoff_await(1);
-  /* busy: the 32 KiB class stays in use; the others are measured */
-  size_t max_kib = busy ? 30 : 32;
   size_t pages, live;
-  medium_cache_classes(max_kib, &pages, &live);
+  medium_cache_classes(&pages, &live);
   size_t pages_cached = pages, live_cached = live;
   double t0 = now_s(), waited = 0;
-  if (idle || busy) { /* no calls into ebb but the statistics' (and the busy thread's) */
+  if (idle) { /* no calls into ebb but the statistics' */
     double limit = (double)ebb_option_get("decay_ms") / 1000.0 + 2.0;
     while (pages != 0 && (waited = now_s() - t0) < limit) {
       usleep(20000);
-      medium_cache_classes(max_kib, &pages, &live);
+      medium_cache_classes(&pages, &live);
     }
   } else {
     ebb_collect(true);
-    medium_cache_classes(max_kib, &pages, &live);
+    medium_cache_classes(&pages, &live);
   }
-  printf("medium_cache %s: with the thread's cache full, %zu pages and %zu live blocks of 9-%zu KiB; "
+  printf("medium_cache %s: with the thread's cache full, %zu pages and %zu live blocks of 9-32 KiB; "
          "%s, %zu pages (%.2f s)\n",
-         mode, pages_cached, live_cached, max_kib,
-         idle ? "the thread asleep" : busy ? "the thread using 32 KiB blocks" : "after ebb_collect(true)",
-         pages, waited);
-  if (busy) {
-    atomic_store(&g_medium_stop, 1);
-    pthread_join(t, NULL);
-    atomic_store(&g_medium_stop, 0);
-  } else {
-    handoff_release();
-    pthread_join(t, NULL);
-  }
-  EXPECT(g_lone_pages == 0, "a lone 24 KiB block, freed, kept its page (%zu): it was cached", g_lone_pages);
+         mode, pages_cached, live_cached, idle ? "the thread asleep" : "after ebb_collect(true)", pages,
+         waited);
+  handoff_release();
+  pthread_join(t, NULL);
   EXPECT(pages_cached > 0, "no page of 9-32 KiB blocks in use: the thread's frees were not cached");
-  EXPECT(pages_cached <= MEDIUM_CACHE_CLASSES,
-         "%zu pages of 9-%zu KiB blocks for one cached block a class: pages whose last block was "
-         "freed were kept", pages_cached, max_kib);
   EXPECT(live_cached == 0, "%zu blocks in the thread's medium cache counted as live", live_cached);
-  EXPECT(pages == 0, "%zu pages of 9-%zu KiB blocks still in use: %s did not give back the thread's "
-         "medium cache", pages, max_kib, idle ? "the purger" : busy ? "the purger (unused slots)" : "ebb_collect(true)");
+  EXPECT(pages == 0, "%zu pages of 9-32 KiB blocks still in use: %s did not give back the thread's "
+         "medium cache", pages, idle ? "the purger" : "ebb_collect(true)");
 }
 
 /* stranded_pc: 2 producers allocate, 2 consumers free what they receive
@@ -1490,7 +1426,6 @@ static int driver(void) {
       {"medium_idle", NULL, {NULL}, false},
       {"medium_shared", NULL, {NULL}, false},
       {"medium_cache", "idle", {NULL}, false},
-      {"medium_cache", "busy", {NULL}, false},
       {"medium_cache", "collect", {"EBB_BACKGROUND=0", NULL}, false},
   };
   for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
