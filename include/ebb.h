@@ -148,7 +148,7 @@ int ebb_option_set(const char *name, const char *value);
  * threads run, the sum is a consistent-enough snapshot, not an atomic one.
  * "Resident" figures are ebb's own estimate of its memory that is backed by
  * RAM; `rss` is what the OS says for the whole process. */
-#define EBB_STATS_CLASSES 122 /* index 0: huge blocks (above 2 MiB) */
+#define EBB_STATS_CLASSES 122 /* index 0: huge blocks (above 2 MiB, or grown there by realloc) */
 
 typedef struct ebb_class_stats {
   size_t block_size;          /* 0 for the huge entry */

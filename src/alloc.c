@@ -960,11 +960,21 @@ EBB_API_TEXT void *realloc_generic(void *p, size_t size, size_t alignment, const
    * page tables), not into a larger class's run with a copy, leaving each
    * old run free but resident behind it.  sqlite3 grows two tables from
    * 64 KiB to 2 MiB by doubling: their old runs held 2.2 MiB of the large
-   * blocks' segments at its peak. */
-  bool growing_large = alignment == 0 && size > usable && usable > EBB_MEDIUM_MAX && size <= EBB_LARGE_MAX;
-  void *q = growing_large ? huge_alloc(size, 0, false)
-            : alignment   ? alloc_aligned(alignment, size, false)
-                          : alloc_generic(size, false);
+   * blocks' segments at its peak.  Not in the secure build (a huge block
+   * ends at its mapping's end, with no guard after it), nor while the heap
+   * profiler samples (huge_alloc draws no sample); and if the mapping is
+   * refused (the hard limit, the kernel's count of mappings), the classes
+   * serve the block after all. */
+  bool growing_large = !EBB_SECURE && alignment == 0 && size > usable && usable > EBB_MEDIUM_MAX &&
+                       size <= EBB_LARGE_MAX &&
+                       atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) == 0;
+  void *q = NULL;
+  if (growing_large) {
+    int saved = errno;
+    q = huge_alloc(size, 0, false);
+    if (q == NULL) errno = saved;
+  }
+  if (q == NULL) q = alignment ? alloc_aligned(alignment, size, false) : alloc_generic(size, false);
   if (q == NULL) return NULL;
   memcpy(q, p, size < usable ? size : usable);
   free_generic(p, call, 0);

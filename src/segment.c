@@ -1036,7 +1036,10 @@ void *huge_alloc(size_t size, size_t alignment, bool zero) {
    * must lie inside its own mapping (past its end may be another segment). */
   size_t total = offset + round_up(size ? size : 1, ebb_os_page_size);
   size_t need = total; /* the block's usable size is need - offset (ebb_good_size) */
-  uint8_t *base = shifted ? NULL : huge_cache_take(need, true, &total);
+  /* A block of 2 MiB or less (a large block grown by realloc, alloc.c)
+   * maps its own: a cached mapping's piece is up to 4 MiB, all kept
+   * resident for the block. */
+  uint8_t *base = shifted || size <= EBB_LARGE_MAX ? NULL : huge_cache_take(need, true, &total);
   if (base != NULL) {
     memset(base, 0, sizeof(ebb_segment_t)); /* a fresh header */
     if (zero) memset(base + offset, 0, size);

@@ -290,7 +290,7 @@ static void write_prometheus(sink_t *s, const ebb_stats_t *st) {
   char f[24];
   prom_gauge(s, "ebb_live_bytes", "Bytes in blocks handed out and not freed (usable size).",
              st->live_bytes);
-  prom_gauge(s, "ebb_huge_requested_bytes", "Requested bytes of live huge blocks (above 2 MiB).",
+  prom_gauge(s, "ebb_huge_requested_bytes", "Requested bytes of live huge blocks (own mappings: above 2 MiB, or grown by realloc).",
              st->huge_requested_bytes);
   prom_gauge(s, "ebb_page_bytes", "Bytes in pages that hold blocks.", st->page_bytes);
   prom_gauge(s, "ebb_resident_bytes", "ebb's estimate of its memory backed by RAM.",

@@ -294,8 +294,20 @@ static void test_rss_tracks_touched_memory(void) {
  * own (one huge block more), which later growths extend in place of
  * copying it into larger classes; contents survive every step, and a
  * shrink to a small size gives the mapping up. */
+static bool secure_build_mapped(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  bool found = false;
+  while (f && !found && fgets(line, sizeof line, f)) found = strstr(line, "libebb-secure") != NULL;
+  if (f) fclose(f);
+  return found;
+}
+
 static void test_realloc_growth(void) {
   static const size_t steps[] = {100000, 200000, 400000, 900000, 1900000};
+  /* Neither in the secure build (no guard page after a huge block) nor
+   * while the heap profiler samples: there the block stays in the classes. */
+  bool moves = !secure_build_mapped() && ebb_option_get("prof") == 0;
   snapshot(&base);
   unsigned char *p = NULL;
   size_t have = 0;
@@ -311,7 +323,7 @@ static void test_realloc_growth(void) {
     p = q;
     have = steps[i];
     snapshot(&st);
-    size_t want = i >= 2 ? 1 : 0; /* 100000: medium, 200000: large, then its own mapping */
+    size_t want = moves && i >= 2 ? 1 : 0; /* 100000: medium, 200000: large, then its own mapping */
     printf("realloc to %zu: huge blocks %+lld\n", steps[i], (long long)(st.huge_blocks - base.huge_blocks));
     CHECK(st.huge_blocks - base.huge_blocks == want);
   }

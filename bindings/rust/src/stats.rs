@@ -49,7 +49,7 @@ pub struct Stats {
     /// Bytes in blocks handed out and not freed (usable size, so at least
     /// what was requested).
     pub live_bytes: usize,
-    /// Requested size of the live huge blocks (above 2 MiB).
+    /// Requested size of the live huge blocks (own mappings: above 2 MiB, or grown by realloc).
     pub huge_requested_bytes: usize,
     /// Bytes in pages that hold blocks.
     pub page_bytes: usize,
@@ -86,7 +86,7 @@ pub struct Stats {
     pub threads: usize,
     /// Segments (4 MiB units of address space) ebb holds.
     pub segments: usize,
-    /// Live huge blocks (above 2 MiB, each its own mapping).
+    /// Live huge blocks (each its own mapping: above 2 MiB, or a large block grown by realloc).
     pub huge_blocks: usize,
     /// Per size class: index 0 is huge blocks, then the classes by size
     /// (see [`Stats::huge`] and [`Stats::size_classes`]).
@@ -94,7 +94,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The entry for huge blocks (above 2 MiB): `classes[0]`.
+    /// The entry for huge blocks (own mappings: above 2 MiB, or grown by realloc): `classes[0]`.
     #[must_use]
     pub fn huge(&self) -> &ClassStats {
         &self.classes[0]
