@@ -940,7 +940,10 @@ EBB_API_TEXT void *realloc_generic(void *p, size_t size, size_t alignment, const
   bool aligned = alignment == 0 || ((uintptr_t)p & (alignment - 1)) == 0;
   /* Fits, and not so much smaller that keeping the block wastes memory. */
   if (aligned && size <= usable && (size >= usable / 2 || usable <= 128)) return p;
-  if (aligned && (size > EBB_LARGE_MAX || size > usable) && segmap_get((uintptr_t)p) == EBB_SEGMAP_SEGMENT) {
+  /* A huge block: above 2 MiB, or a large block grown by realloc (below),
+   * so never one of 128 KiB or less: a small block's growth skips this. */
+  bool maybe_huge = size > EBB_LARGE_MAX || (size > usable && usable > EBB_MEDIUM_MAX);
+  if (aligned && maybe_huge && segmap_get((uintptr_t)p) == EBB_SEGMAP_SEGMENT) {
     ebb_segment_t *seg = segment_of(p);
     if (seg->kind == EBB_SEGMENT_HUGE) {
       void *q = huge_realloc(seg, &seg->pages[0], size);
