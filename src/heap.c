@@ -260,6 +260,7 @@ ebb_heap_t *heap_get_or_create(void) {
                          ? EBB_YOUNG_ALLOCS
                          : 0;
   heap->thread_id = ebb_thread_id();
+  heap->born_ms = os_clock_ms_coarse();
   /* Set the thread pointer first: pthread_setspecific may allocate. */
   ebb_tls_heap = heap;
   pthread_setspecific(heap_key, heap);

@@ -332,7 +332,8 @@ typedef struct ebb_segment {
    * while the purger has the list out. */
   uint8_t abandoned_listed;
   uint32_t abandoned_stamp;
-  uint8_t pad_[128 - 100];
+  uint32_t abandoned_at;            /* when its thread exited (ms, the coarse clock) */
+  uint8_t pad_[128 - 104];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
 
@@ -360,6 +361,10 @@ typedef struct ebb_heap {
   /* A young thread's allocations still to come from the shared heaps
    * (alloc.c, EBB_YOUNG_ALLOCS); 0: it has pages of its own. */
   uint32_t young_left;
+  /* When the thread took this heap (ms, the coarse clock): a thread younger
+   * than the decay takes in exited threads' segments more readily (segment.c,
+   * reclaimed_resident_run). */
+  uint32_t born_ms;
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */
   uint32_t class_used_at[EBB_CLASS_COUNT];

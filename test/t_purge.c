@@ -43,6 +43,11 @@
  *                       medium and large class, then while another thread
  *                       frees 48 MiB of its 16..512 KiB blocks, then of
  *                       its 16 B..1 KiB blocks: RSS falls
+ *   successor           background=0, decay -1: of two exited threads'
+ *                       segments, one with only clean free slices (exited
+ *                       first), one with resident free runs, a thread
+ *                       started after both takes its first page from the
+ *                       second (reuse, not new page faults)
  * A case can also be run by hand under any environment, e.g. to see a check
  * fail:   EBB_DECAY_MS=-1 build/test/t_purge burst_idle fall
  *
@@ -1372,6 +1377,85 @@ static bool make_dir(char *buf, size_t cap, const char *tag) {
   return mkdtemp(buf) != NULL;
 }
 
+/* successor: a thread started after others exited takes its next page from
+ * an exited thread's resident free run before it touches clean slices of a
+ * segment it already has (segment.c, reclaimed_resident_run).  `older`
+ * allocates 64 blocks of 500 B and exits with them live: its segment's
+ * free slices were never touched.  `emptied`, started while `older` ran (so
+ * on a segment of its own), allocates 512 blocks of 1000 B, frees all but
+ * one after `older` has exited, and exits: its segment has resident free
+ * runs.  A new thread's first call frees one of `older`'s blocks, which
+ * hands it `older`'s segment; its first block of 1000 B then needs a page,
+ * and must get it on `emptied`'s resident slices, not on `older`'s clean
+ * ones.  Purging is off (decay -1) and runs in allocator calls only
+ * (background=0), so nothing else moves the segments. */
+#define SUCCESSOR_OLD_SIZE 500
+#define SUCCESSOR_SIZE 1000
+#define SUCCESSOR_BLOCKS 512
+static _Atomic int g_successor_step;
+static void successor_wait(int step) {
+  while (atomic_load(&g_successor_step) < step) sched_yield();
+}
+static void *successor_older(void *arg) {
+  void **blocks = arg;
+  for (int i = 0; i < 64; i++) {
+    blocks[i] = malloc(SUCCESSOR_OLD_SIZE);
+    if (blocks[i]) memset(blocks[i], 0x31, SUCCESSOR_OLD_SIZE);
+  }
+  atomic_store(&g_successor_step, 1);
+  successor_wait(2); /* `emptied` has its segment: exit */
+  return NULL;
+}
+static void *successor_emptied(void *arg) {
+  void **kept = arg;
+  void *blocks[SUCCESSOR_BLOCKS];
+  for (int i = 0; i < SUCCESSOR_BLOCKS; i++) {
+    blocks[i] = malloc(SUCCESSOR_SIZE);
+    if (blocks[i]) memset(blocks[i], 0x32, SUCCESSOR_SIZE);
+  }
+  atomic_store(&g_successor_step, 2);
+  successor_wait(3); /* `older` has exited */
+  for (int i = 0; i < SUCCESSOR_BLOCKS - 1; i++) free(blocks[i]);
+  *kept = blocks[SUCCESSOR_BLOCKS - 1];
+  return NULL;
+}
+static void *g_successor_inherited;
+static void *successor_new(void *arg) {
+  void **got = arg;
+  free(g_successor_inherited); /* the first call: takes `older`'s segment over */
+  *got = malloc(SUCCESSOR_SIZE);
+  if (*got) memset(*got, 0x33, SUCCESSOR_SIZE);
+  return NULL;
+}
+static bool same_segment(const void *a, const void *b) {
+  return (((uintptr_t)a ^ (uintptr_t)b) >> 22) == 0; /* EBB_SEGMENT_SHIFT: 4 MiB segments */
+}
+static void case_successor(void) {
+  void *older_blocks[64] = {NULL}, *kept = NULL, *got = NULL;
+  pthread_t older, emptied, successor;
+  pthread_create(&older, NULL, successor_older, older_blocks);
+  successor_wait(1);
+  pthread_create(&emptied, NULL, successor_emptied, &kept);
+  pthread_join(older, NULL);
+  atomic_store(&g_successor_step, 3);
+  pthread_join(emptied, NULL);
+  g_successor_inherited = older_blocks[0];
+  older_blocks[0] = NULL;
+  pthread_create(&successor, NULL, successor_new, &got);
+  pthread_join(successor, NULL);
+  printf("successor: older's block %p, emptied's kept block %p, the new thread's block %p\n",
+         older_blocks[1], kept, got);
+  EXPECT(got != NULL && kept != NULL && older_blocks[1] != NULL, "an allocation failed");
+  EXPECT(!same_segment(older_blocks[1], kept), "the two exited threads shared a segment");
+  EXPECT(same_segment(got, kept),
+         "the new thread's page is not on the resident free slices an exited thread left (its block "
+         "is %s)", same_segment(got, older_blocks[1]) ? "on the clean slices of the segment it took over"
+                                                       : "elsewhere");
+  free(got);
+  free(kept);
+  for (int i = 1; i < 64; i++) free(older_blocks[i]);
+}
+
 static int driver(void) {
   if (!make_dir(g_empty_dir, sizeof g_empty_dir, "none") || !make_dir(g_v2_dir, sizeof g_v2_dir, "v2") ||
       !make_dir(g_v1_dir, sizeof g_v1_dir, "v1")) {
@@ -1427,6 +1511,7 @@ static int driver(void) {
       {"medium_shared", NULL, {NULL}, false},
       {"medium_cache", "idle", {NULL}, false},
       {"medium_cache", "collect", {"EBB_BACKGROUND=0", NULL}, false},
+      {"successor", NULL, {"EBB_BACKGROUND=0", "EBB_DECAY_MS=-1", NULL}, false},
   };
   for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
     total++;
@@ -1460,6 +1545,7 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "medium_idle") == 0) case_medium_idle();
   else if (strcmp(g_case, "medium_shared") == 0) case_medium_shared();
   else if (strcmp(g_case, "medium_cache") == 0) case_medium_cache(mode);
+  else if (strcmp(g_case, "successor") == 0) case_successor();
   else {
     fprintf(stderr, "t_purge: unknown case \"%s\"\n", g_case);
     return 2;
