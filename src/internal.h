@@ -361,9 +361,9 @@ typedef struct ebb_heap {
   /* A young thread's allocations still to come from the shared heaps
    * (alloc.c, EBB_YOUNG_ALLOCS); 0: it has pages of its own. */
   uint32_t young_left;
-  /* When the thread took this heap (ms, the coarse clock): a thread younger
-   * than the decay takes in exited threads' segments more readily (segment.c,
-   * reclaimed_resident_run). */
+  /* When the thread took this heap (ms, the coarse clock): it takes in the
+   * resident free runs of segments whose threads exited before that
+   * (segment.c, reclaimed_resident_run). */
   uint32_t born_ms;
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */

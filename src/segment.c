@@ -789,11 +789,9 @@ static ebb_page_t *reclaimed_resident_run(ebb_heap_t *heap, size_t slices) {
   if (found) abandoned_unlink(found);
   lock_release(&abandoned_lock);
   if (found == NULL) return NULL;
-  segment_take_abandoned(heap, found); /* its empty pages' runs come free */
-  if (found->used_slices == ALL_SLICES) {
-    segment_adopt(heap, found, false);
-    return NULL;
-  }
+  /* Its empty pages' runs come free; the run seen stays free (only its
+   * residency may have been purged meanwhile), so it is not full. */
+  segment_take_abandoned(heap, found);
   seg_list_push(&heap->segments, found); /* empty or not: a page goes in at once */
   ebb_page_t *page = segment_try_take(heap, found, slices, true);
   if (page == NULL) page = segment_try_take(heap, found, slices, false); /* purged meanwhile */

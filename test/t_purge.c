@@ -43,11 +43,11 @@
  *                       medium and large class, then while another thread
  *                       frees 48 MiB of its 16..512 KiB blocks, then of
  *                       its 16 B..1 KiB blocks: RSS falls
- *   successor           background=0, decay -1: of two exited threads'
- *                       segments, one with only clean free slices (exited
- *                       first), one with resident free runs, a thread
- *                       started after both takes its first page from the
- *                       second (reuse, not new page faults)
+ *   successor           background=0, decay -1: a thread started after
+ *                       two others exited takes over the first one's
+ *                       segment (only clean free slices) by freeing into
+ *                       it, then puts its next page on the resident free
+ *                       run the second one left (reuse, not page faults)
  * A case can also be run by hand under any environment, e.g. to see a check
  * fail:   EBB_DECAY_MS=-1 build/test/t_purge burst_idle fall
  *
