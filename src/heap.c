@@ -27,6 +27,7 @@ static size_t heap_chunk_left;
 static pthread_key_t heap_key;
 static _Atomic int init_state; /* 0 none, 1 running, 2 done */
 static _Atomic(pthread_t) init_thread;
+static _Atomic uint32_t heaps_born; /* heaps handed to threads, ever (wraps) */
 static _Atomic uint32_t heaps_exited; /* threads that had a heap and ended (saturates) */
 
 static void heap_thread_exit(void *arg);
@@ -260,7 +261,7 @@ ebb_heap_t *heap_get_or_create(void) {
                          ? EBB_YOUNG_ALLOCS
                          : 0;
   heap->thread_id = ebb_thread_id();
-  heap->born_ms = os_clock_ms_coarse();
+  heap->birth = atomic_fetch_add_explicit(&heaps_born, 1, memory_order_relaxed) + 1;
   /* Set the thread pointer first: pthread_setspecific may allocate. */
   ebb_tls_heap = heap;
   pthread_setspecific(heap_key, heap);

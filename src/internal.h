@@ -332,7 +332,7 @@ typedef struct ebb_segment {
    * while the purger has the list out. */
   uint8_t abandoned_listed;
   uint32_t abandoned_stamp;
-  uint32_t abandoned_at;            /* when its thread exited (ms, the coarse clock) */
+  uint32_t abandoned_by;            /* the birth number of the heap whose thread left it */
   uint8_t pad_[128 - 104];
   ebb_page_t pages[EBB_SLICES_PER_SEGMENT];
 } ebb_segment_t;
@@ -361,10 +361,10 @@ typedef struct ebb_heap {
   /* A young thread's allocations still to come from the shared heaps
    * (alloc.c, EBB_YOUNG_ALLOCS); 0: it has pages of its own. */
   uint32_t young_left;
-  /* When the thread took this heap (ms, the coarse clock): it takes in the
-   * resident free runs of segments whose threads exited before that
-   * (segment.c, reclaimed_resident_run). */
-  uint32_t born_ms;
+  /* Which heap handed to a thread this is, counting from 1 (wraps): it
+   * takes in the resident free runs of segments left by threads that took
+   * their heaps before it (segment.c, reclaimed_resident_run). */
+  uint32_t birth;
   /* The shared heap's: when each class last took the slow path (ms, the
    * coarse clock), so the purger can tell a class nobody allocates any more. */
   uint32_t class_used_at[EBB_CLASS_COUNT];

@@ -695,7 +695,7 @@ void segments_abandon(ebb_heap_t *heap) {
       } else {
         atomic_store_explicit(&seg->owner, NULL, memory_order_release);
         seg->abandoned_stamp = now;
-        seg->abandoned_at = os_clock_ms_coarse();
+        seg->abandoned_by = heap->birth;
         seg->abandoned_purged = 0;
         lock_acquire(&abandoned_lock);
         abandoned_push_back(seg);
@@ -768,16 +768,22 @@ bool segment_reclaim_on_free(ebb_heap_t *heap, ebb_segment_t *seg) {
  * mimalloc-bench's larson (2 threads, each replaced by a new one every few
  * ms that inherits its blocks) took 1,541 clean runs in 5 s, purged 143 MiB
  * and peaked at 36 MiB for 7 MiB live.  Only a successor takes such a
- * segment this way: one whose thread had exited before this one started.
- * A long-lived thread beside short-lived ones (thread_task: main, and a new
- * worker a round) otherwise took each worker's segment from the next
- * worker, which mapped another: 18.7 -> 20.1 MiB, 21 runs each.  Of the
+ * segment this way: a thread whose heap came after the heap of the thread
+ * that left it (heaps are numbered as threads take them).  A long-lived
+ * thread beside short-lived ones (thread_task: main, and a new worker a
+ * round) otherwise took each worker's segment from the next worker, which
+ * mapped another: 18.7 -> 20.1 MiB, 21 runs each.  The rule compared
+ * clocks first (the heap taken after the thread exited), but larson's
+ * threads start their successor and then exit, so the successor's heap
+ * came first and was kept off its predecessor's runs: numbering instead
+ * took larson from 32.0 to 30.0 MiB, this repo's larson-2t from 20.9 to
+ * 17.1 and trace_replay-2t from 74.6 to 66.4.  Of the
  * first EBB_RECLAIM_LOOK abandoned segments; the masks are a hint, read
  * unlocked. */
 #define EBB_RECLAIM_LOOK 8
 
 static bool abandoned_before(const ebb_segment_t *seg, const ebb_heap_t *heap) {
-  return (int32_t)(seg->abandoned_at - heap->born_ms) <= 0;
+  return (int32_t)(heap->birth - seg->abandoned_by) > 0;
 }
 
 static ebb_page_t *reclaimed_resident_run(ebb_heap_t *heap, size_t slices) {
