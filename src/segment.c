@@ -776,11 +776,10 @@ bool segment_reclaim_on_free(ebb_heap_t *heap, ebb_segment_t *seg) {
  * clocks first (the heap taken after the thread exited), but larson's
  * threads start their successor and then exit, so the successor's heap
  * is made first, and it was kept off its predecessor's runs whenever the
- * clock ticked between the two: numbering instead
- * took larson from 32.0 to 30.0 MiB, this repo's larson-2t from 20.9 to
- * 17.1 and trace_replay-2t from 74.6 to 66.4.  Of the
- * first EBB_RECLAIM_LOOK abandoned segments; the masks are a hint, read
- * unlocked. */
+ * clock ticked between the two: numbering instead took larson from 32.0 to
+ * 30.0 MiB, this repo's larson-2t from 20.9 to 17.1 and trace_replay-2t
+ * from 74.6 to 66.4.  Of the first EBB_RECLAIM_LOOK abandoned segments;
+ * the masks are a hint, read unlocked. */
 #define EBB_RECLAIM_LOOK 8
 
 static bool abandoned_before(const ebb_segment_t *seg, const ebb_heap_t *heap) {
