@@ -38,7 +38,7 @@ int main(void) {
 EOF
 cc -O1 -o "$tmp/prog" "$tmp/prog.c" || { echo "FAIL: cannot build the program"; exit 1; }
 
-gdb -nx -batch -ex "set environment LD_PRELOAD=$LIB" -ex run \
+gdb -nx -batch -ex "set disable-randomization off" -ex "set environment LD_PRELOAD=$LIB" -ex run \
     -ex "source $TOOL" -ex ebb-segments -ex ebb-pages -ex kill "$tmp/prog" >"$tmp/out" 2>&1
 if grep -qE "Python Exception|Error occurred|Undefined command|No symbol" "$tmp/out"; then
   fail "the commands failed:"
