@@ -845,6 +845,13 @@ extern _Atomic(ebb_segment_t *) ebb_all_segments; /* every normal segment, newes
 /* Memory ebb holds that may be resident: every mapping, less the normal
  * segments' slices purged or never written (the hard limit's measure). */
 size_t segments_committed_bytes(void);
+/* Free slices still resident, and slices in use, over all normal segments. */
+size_t segments_free_resident_bytes(void);
+size_t segments_used_bytes(void);
+/* Add seg's free resident slices to hist by age: hist[k] holds those freed
+ * 2^(k-1) to 2^k ms ago (hist[0]: this millisecond; the last, all older). */
+#define EBB_AGE_BUCKETS 16
+void segment_free_ages(ebb_segment_t *seg, uint32_t now, size_t hist[EBB_AGE_BUCKETS]);
 /* Purge `seg`'s free slices that were freed at least decay_ms ago (all of
  * them if force).  Returns the bytes still free and dirty (work left). */
 size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);
@@ -965,6 +972,7 @@ EBB_INLINE bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t
 }
 void heap_reattach_all(ebb_heap_t *heap);
 void purge_notify(void);           /* something became free: the purger may have work */
+void purge_on_growth(void);        /* clean slices were taken: purge if too many wait resident */
 void purge_start_if_due(void);     /* start the purger once ebb maps enough; never wakes it */
 extern _Atomic bool ebb_purge_inline; /* no purger thread: the slow paths call purge_notify */
 void purge_all_now(void);          /* ebb_collect(true): everything free, whatever the decay */

@@ -10,7 +10,9 @@
  *    traps once, page.c).  After decay_ms the purger gives back every purge
  *    unit (an OS page, or 1/64 of a bigger page) that holds no live block.
  *    The owner takes the page back when it needs one of that class;
- *  - cached huge mappings: unmapped after decay_ms.
+ *  - cached huge mappings: unmapped after decay_ms;
+ *  - and, as the process grows, free slices beyond an eighth of the slices
+ *    in use, oldest first, before their decay (the pressure purge below).
  *
  * The purger runs on a background thread, started the first time ebb holds
  * more than a few MiB and something is freed, so an idle process gives its
@@ -639,6 +641,72 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
   return left;
 }
 
+/* ---- growth while free memory waits: the pressure purge -----------------------
+ * The decay alone lets a process hold, at its peak, nearly every slice
+ * freed in the last decay_ms beside the ones it uses: a free slice belongs
+ * to one owner's segment (a thread's heap, the medium or the large holder),
+ * and another owner that grows meanwhile takes clean slices.  In
+ * trace_replay-8t that was 52-165 MiB of the 234-261 MiB in segments.  So
+ * when a page takes clean slices (the process grows) while more free slices
+ * wait resident than an eighth of those in use (and 4 MiB), the purger
+ * gives back the ones free the longest, down to three quarters of that
+ * bound, but none freed less than PRESSURE_MIN_AGE_MS ago: a program that
+ * frees and allocates in waves takes those again at once (with no floor,
+ * mstress-2t purged 23 GB and ran 6x as long).  Only growth triggers it: a
+ * process that stops allocating keeps its free memory for the decay. */
+#define PRESSURE_SHARE 8                     /* free resident over used slices: 1/8 */
+#define PRESSURE_FLOOR ((size_t)4 << 20)     /* never below this much */
+#define PRESSURE_MIN_AGE_MS 32
+
+static _Atomic int pressure_wanted;
+
+static size_t pressure_bound(void) {
+  size_t bound = segments_used_bytes() / PRESSURE_SHARE;
+  return bound < PRESSURE_FLOOR ? PRESSURE_FLOOR : bound;
+}
+
+static bool pressure_over(void) {
+  if (ebb_opt.decay_ms < 0) return false; /* never purge on time: nor on growth */
+  size_t free_resident = segments_free_resident_bytes();
+  return free_resident > PRESSURE_FLOOR && free_resident > pressure_bound();
+}
+
+/* From take_run, outside the segment's lock: one flag and one wake an
+ * episode (a purger that is mid-pass sees the flag on its next turn). */
+void purge_on_growth(void) {
+  if (atomic_load_explicit(&pressure_wanted, memory_order_relaxed) || !pressure_over()) return;
+  if (atomic_exchange(&pressure_wanted, 1)) return;
+  if (atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_RUNNING) return; /* inline: purge_notify */
+  atomic_fetch_add(&purger_seq, 1);
+  os_futex_wake(&purger_seq, 1);
+}
+
+/* Under purger_lock.  The free slices' ages, bucketed by powers of two,
+ * give the cutoff that purges about the excess, oldest first. */
+static void purge_pressure(uint32_t now) {
+  atomic_store_explicit(&pressure_wanted, 0, memory_order_relaxed);
+  if (!pressure_over()) return;
+  size_t free_resident = segments_free_resident_bytes(), target = pressure_bound() / 4 * 3;
+  size_t ages[EBB_AGE_BUCKETS] = {0};
+  for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
+       seg = seg->all_next)
+    segment_free_ages(seg, now, ages);
+  size_t excess = free_resident > target ? free_resident - target : 0, oldest = 0;
+  long long cutoff = 0;
+  for (int k = EBB_AGE_BUCKETS - 1; k >= 0; k--) {
+    oldest += ages[k];
+    if (oldest >= excess) {
+      cutoff = k == 0 ? 0 : 1LL << (k - 1);
+      break;
+    }
+  }
+  if (cutoff < PRESSURE_MIN_AGE_MS) cutoff = PRESSURE_MIN_AGE_MS;
+  atomic_fetch_add_explicit(&ebb_stat_purge_passes, 1, memory_order_relaxed);
+  for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
+       seg = seg->all_next)
+    segment_purge_free(seg, now, cutoff, false);
+}
+
 /* ---- the memory limit -------------------------------------------------------- */
 size_t purge_memory_limit(void) {
   return ebb_opt.memory_limit ? ebb_opt.memory_limit : memory_limit;
@@ -708,6 +776,7 @@ static size_t run_pass(uint32_t now) {
   long long decay_ms = ebb_opt.decay_ms;
   bool force = near_limit(0);
   lock_acquire(&purger_lock);
+  if (!force && atomic_load_explicit(&pressure_wanted, memory_order_relaxed)) purge_pressure(now);
   size_t left = purge_pass(now, decay_ms, force);
   lock_release(&purger_lock);
   if (decay_ms < 0 && !force) left = 0; /* nothing will decay: no reason to wake */
@@ -717,9 +786,20 @@ static size_t run_pass(uint32_t now) {
 static void *purger_main(void *arg) {
   (void)arg;
   prctl(PR_SET_NAME, "ebb-purge", 0, 0, 0);
+  uint32_t last_pass = os_clock_ms();
   for (;;) {
     uint32_t seq = atomic_load(&purger_seq);
     uint32_t now = os_clock_ms();
+    long long since = (long long)(uint32_t)(now - last_pass);
+    if (atomic_load_explicit(&pressure_wanted, memory_order_relaxed) && since < tick_ms(ebb_opt.decay_ms)) {
+      /* woken for the pressure alone: the decay's pass keeps its tick */
+      lock_acquire(&purger_lock);
+      purge_pressure(now);
+      lock_release(&purger_lock);
+      os_futex_wait(&purger_seq, seq, (uint32_t)(tick_ms(ebb_opt.decay_ms) - since));
+      continue;
+    }
+    last_pass = now;
     size_t left = run_pass(now);
     stats_periodic(now);
     prof_periodic(now); /* the heap profile's interval dumps, under no lock */
@@ -802,6 +882,10 @@ void purge_notify(void) {
    * segment, and the pass, flushing idle medium caches, waited for that
    * lock: seen with EBB_BACKGROUND=0 and the heap profiler's frees). */
   if (ebb_locks_held != 0) return;
+  if (atomic_load_explicit(&pressure_wanted, memory_order_relaxed) && lock_try(&purger_lock)) {
+    purge_pressure(os_clock_ms());
+    lock_release(&purger_lock);
+  }
   uint32_t now = os_clock_ms();
   uint32_t last = atomic_load_explicit(&last_inline_pass, memory_order_relaxed);
   if ((long long)(uint32_t)(now - last) < tick_ms(ebb_opt.decay_ms)) return;
@@ -846,6 +930,7 @@ void purge_postfork(bool child) {
   /* Only this thread lives on: no purger, and no lock holder but us. */
   lock_reset(&purger_lock);
   atomic_store(&purger_idle, 0);
+  atomic_store(&pressure_wanted, 0);
   int state = atomic_load(&purger_state);
   if (state == PURGER_RUNNING || state == PURGER_STARTING) atomic_store(&purger_state, PURGER_NONE);
   for (ebb_heap_t *heap = atomic_load(&ebb_all_heaps); heap; heap = heap->all_next)

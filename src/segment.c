@@ -170,6 +170,34 @@ static void dirty_bytes_add(uint64_t newly_dirty) {
                               memory_order_relaxed);
 }
 
+/* Free slices still resident (freed, not yet purged) and slices in use,
+ * over all normal segments: the purger's pressure measure (purge.c). */
+static _Atomic size_t free_resident_bytes, used_slice_bytes;
+
+static void slice_bytes_add(_Atomic size_t *counter, uint64_t mask, bool add) {
+  if (mask == 0) return;
+  size_t bytes = (size_t)__builtin_popcountll(mask) * EBB_SLICE_SIZE;
+  if (add) atomic_fetch_add_explicit(counter, bytes, memory_order_relaxed);
+  else atomic_fetch_sub_explicit(counter, bytes, memory_order_relaxed);
+}
+
+size_t segments_free_resident_bytes(void) {
+  return atomic_load_explicit(&free_resident_bytes, memory_order_relaxed);
+}
+size_t segments_used_bytes(void) { return atomic_load_explicit(&used_slice_bytes, memory_order_relaxed); }
+
+void segment_free_ages(ebb_segment_t *seg, uint32_t now, size_t hist[EBB_AGE_BUCKETS]) {
+  if (((seg->dirty_slices & ~seg->used_slices) & ~HEADER_SLICES) == 0) return; /* racy peek */
+  lock_acquire(&seg->lock);
+  for (uint64_t m = seg->dirty_slices & ~seg->used_slices & ~seg->purging_slices & ~HEADER_SLICES; m;
+       m &= m - 1) {
+    int32_t age = (int32_t)(now - seg->pages[__builtin_ctzll(m)].stamp);
+    unsigned k = age <= 0 ? 0 : 32 - (unsigned)__builtin_clz((uint32_t)age);
+    hist[k < EBB_AGE_BUCKETS ? k : EBB_AGE_BUCKETS - 1] += EBB_SLICE_SIZE;
+  }
+  lock_release(&seg->lock);
+}
+
 size_t segments_committed_bytes(void) {
   size_t mapped = atomic_load_explicit(&ebb_os_mapped_bytes, memory_order_relaxed);
   size_t normal = atomic_load_explicit(&normal_mapped_bytes, memory_order_relaxed);
@@ -206,6 +234,7 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
   for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
   seg->purging_slices &= ~purge;
   seg->dirty_slices &= ~purge;
+  slice_bytes_add(&free_resident_bytes, purge, false);
   atomic_fetch_sub_explicit(&normal_dirty_bytes, (size_t)__builtin_popcountll(purge) * EBB_SLICE_SIZE,
                             memory_order_relaxed);
   seg->lazy_slices |= lazy;
@@ -325,6 +354,9 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
     return NULL;
   }
   bool fresh = ((seg->dirty_slices | seg->lazy_slices) & mask) == 0;
+  bool grows = (mask & ~seg->dirty_slices) != 0;
+  slice_bytes_add(&free_resident_bytes, mask & seg->dirty_slices, false);
+  slice_bytes_add(&used_slice_bytes, mask, true);
   seg->used_slices |= mask;
   dirty_bytes_add(mask & ~seg->dirty_slices);
   seg->dirty_slices |= mask;
@@ -348,6 +380,7 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
     seg->pages[first + i].touched = touched;
   }
   lock_release(&seg->lock);
+  if (grows) purge_on_growth();
   if (seg->used_slices == ALL_SLICES && !seg->in_full_list) {
     seg_list_remove(&heap->segments, seg);
     seg_list_push(&heap->segments_full, seg);
@@ -586,6 +619,8 @@ static void segment_release_run(ebb_segment_t *seg, ebb_page_t *page, uint32_t n
   page_descriptors_clear(seg, page); /* under the lock: see take_run */
   stamp_slices(seg, mask, now);
   seg->used_slices &= ~mask;
+  slice_bytes_add(&free_resident_bytes, mask, true); /* a page's slices are all dirty */
+  slice_bytes_add(&used_slice_bytes, mask, false);
   lock_release(&seg->lock);
 }
 

@@ -320,7 +320,7 @@ static void write_prometheus(sink_t *s, const ebb_stats_t *st) {
   put(s, "ebb_os_calls_total{call=\"mmap\"} %llu\n", st->mmap_calls);
   put(s, "ebb_os_calls_total{call=\"munmap\"} %llu\n", st->munmap_calls);
   put(s, "ebb_os_calls_total{call=\"purge\"} %llu\n", st->purge_calls);
-  prom_counter(s, "ebb_purge_passes_total", "Purge passes (decay, limit or collect).",
+  prom_counter(s, "ebb_purge_passes_total", "Purge passes (decay, growth, limit or collect).",
                st->purge_passes);
   prom_classes(s, st, "ebb_class_pages", "gauge", "Pages of the size class in use.", CF_PAGES);
   prom_classes(s, st, "ebb_class_live_blocks", "gauge", "Live blocks of the size class.",

@@ -37,6 +37,9 @@
  *   stranded_idle       4 threads free 32 MiB each and block: RSS falls
  *   remote_late         decay 2 s; pages emptied by another thread's frees:
  *                       RSS stays high for 1 s, then falls
+ *   growth              decay 10 s; a thread frees 64 MiB and waits: RSS
+ *                       stays up; then main allocates 64 MiB: the free
+ *                       slices go back as it grows (RSS < base + 96 MiB)
  *   stranded_pc         2 producers, 2 consumers (remote frees), 3 s: RSS
  *                       grows by at most 30 MiB after the first second
  *   big_idle            an owner sleeps after emptying one block of every
@@ -938,6 +941,59 @@ static void case_remote_late(void) {
          mib(base));
 }
 
+/* growth (run with a decay of several seconds): a thread allocates 64 MiB
+ * of small objects, frees all but one in 2048 (most of its pages empty into
+ * free slices, still resident) and waits, alive.  Nothing allocates meanwhile, so nothing may
+ * purge them before the decay.  Then the main thread allocates 64 MiB of
+ * its own: its pages take clean slices while the other thread's free ones
+ * wait, and ebb must give the old ones back then (free resident slices are
+ * bounded by an eighth of those in use on growth), not after the decay: RSS
+ * must settle below the two fills' sum by a wide margin, well within the
+ * decay. */
+static void *growth_owner(void *arg) {
+  (void)arg;
+  uint64_t seed = 99;
+  void **all = NULL;
+  chain_fill(&all, &seed, 4, 10, 64 * MIB, 0x47);
+  /* One block in 2048 (about one a MiB) stays: every segment keeps a page
+   * in use, so none empties into the pool, where the main thread would
+   * take it, resident, with no purge needed. */
+  void **kept = chain_keep_every(all, 2048);
+  handoff_reach(1);
+  chain_free(kept);
+  return NULL;
+}
+
+static void case_growth(void) {
+  long long decay = ebb_option_get("decay_ms");
+  EXPECT(decay >= 5000, "run with EBB_DECAY_MS >= 5000 (decay_ms is %lld)", decay);
+  size_t base = rss_now();
+  pthread_t owner;
+  pthread_create(&owner, NULL, growth_owner, NULL);
+  handoff_await(1);
+  size_t freed = min_rss_during(0.3); /* the owner's free slices: resident, waiting */
+  double t0 = now_s();
+  uint64_t seed = 100;
+  void **mine = NULL;
+  chain_fill(&mine, &seed, 4, 10, 64 * MIB, 0x48);
+  double filled_in = now_s() - t0;
+  /* The purger works beside the fill; give it a moment after (no allocator calls). */
+  double fell_at, limit = 2.0;
+  size_t want = base + 96 * MIB;
+  size_t after = wait_rss_below(want, now_s(), limit, NULL, &fell_at);
+  printf("growth (decay %lld ms): base %.1f MiB, %.1f MiB after the owner freed 64 MiB, %.1f MiB after "
+         "main's 64 MiB fill (%.2f s), want below %.1f MiB, reached in %.2f s (deadline %.1f s)\n",
+         decay, mib(base), mib(freed), mib(after), filled_in, mib(want), fell_at, limit);
+  EXPECT(freed > base + 48 * MIB, "RSS fell to %.1f MiB (base %.1f) with nothing allocating, before the "
+         "decay of %lld ms", mib(freed), mib(base), decay);
+  EXPECT(fell_at >= 0, "RSS %.1f MiB after a 64 MiB fill beside 64 MiB of free slices (base %.1f MiB, "
+         "want below %.1f): the free slices were not given back as the process grew", mib(after),
+         mib(base), mib(want));
+  chain_free(mine);
+  handoff_release();
+  pthread_join(owner, NULL);
+}
+
 /* exited_owner: a thread allocates 64 MiB of small blocks (16 B..1 KiB),
  * hands them over and exits; another thread frees all but one in 256 (about
  * one a 64 KiB page) into the exited thread's pages, and nothing allocates afterwards (a pool of
@@ -1504,6 +1560,7 @@ static int driver(void) {
       {"fork_exit", NULL, {"EBB_DECAY_MS=20", NULL}, false},
       {"stranded_idle", NULL, {NULL}, false},
       {"remote_late", NULL, {"EBB_DECAY_MS=2000", NULL}, false},
+      {"growth", NULL, {"EBB_DECAY_MS=10000", NULL}, false},
       {"exited_owner", NULL, {NULL}, false},
       {"stranded_pc", NULL, {NULL}, false},
       {"big_idle", NULL, {NULL}, false},
@@ -1539,6 +1596,7 @@ int main(int argc, char **argv) {
   else if (strcmp(g_case, "fork_exit") == 0) case_fork_exit();
   else if (strcmp(g_case, "stranded_idle") == 0) case_stranded_idle();
   else if (strcmp(g_case, "remote_late") == 0) case_remote_late();
+  else if (strcmp(g_case, "growth") == 0) case_growth();
   else if (strcmp(g_case, "exited_owner") == 0) case_exited_owner();
   else if (strcmp(g_case, "stranded_pc") == 0) case_stranded_pc();
   else if (strcmp(g_case, "big_idle") == 0) case_big_idle();
