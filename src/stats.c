@@ -36,18 +36,22 @@ void stats_retire_heap(ebb_heap_t *heap) {
 
 static void add_page(ebb_stats_t *st, const ebb_page_t *page) {
   unsigned cls = page->class_idx;
-  if (cls == 0 || cls >= EBB_CLASS_COUNT || page->block_size == 0) return; /* torn read */
+  /* Read once: the page may be retired meanwhile (its descriptor cleared),
+   * and a second read of a zero block size divided by it (SIGFPE, seen
+   * once in the Rust binding's tests, which read stats while threads free). */
+  size_t block_size = __atomic_load_n(&page->block_size, __ATOMIC_RELAXED);
+  if (cls == 0 || cls >= EBB_CLASS_COUNT || block_size == 0) return; /* torn read */
   ebb_class_stats_t *c = &st->classes[cls];
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
   uint32_t used = page_used(page);
   /* Holes the purger made that the owner has not taken in yet still count
    * as used: about a unit's worth of blocks each. */
   uint64_t remote_holes = atomic_load_explicit(&page->remote_holes, memory_order_relaxed);
-  uint32_t hole_blocks = (uint32_t)((size_t)__builtin_popcountll(remote_holes) * page_unit_size(page) / page->block_size);
+  uint32_t hole_blocks = (uint32_t)((size_t)__builtin_popcountll(remote_holes) * page_unit_size(page) / block_size);
   used = used > hole_blocks ? used - hole_blocks : 0;
   if (used > page->reserved) used = page->reserved; /* torn read */
-  size_t live = (size_t)used * page->block_size;
-  size_t resident = page->mem_fresh ? round_page((size_t)page->capacity * page->block_size) : span;
+  size_t live = (size_t)used * block_size;
+  size_t resident = page->mem_fresh ? round_page((size_t)page->capacity * block_size) : span;
   /* A one-slice page knows what its slice may hold resident, inherited
    * from earlier pages there included (ebb_page_t.touched). */
   if (page->slice_count == 1) resident = slice_touched_bytes(page);
