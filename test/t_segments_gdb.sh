@@ -3,13 +3,17 @@
 # is: a program (built here, build/libebb.so preloaded) allocates and
 # writes 2000 blocks of 100 B, 24 of 20 KiB and 2 of 512 KiB, frees every
 # other small one, and stops itself (SIGTRAP) under gdb, which then runs
-# ebb-segments and ebb-pages.  Checks:
+# ebb-segments, ebb-pages and ebb-page-list.  Checks:
 #  - both commands run (no Python error), and every segment line's slice
 #    map has 64 slices, a header first;
 #  - ebb-pages counts the blocks held: about 1000 x 112 B in small pages,
 #    24 x 20 KiB in medium pages, 2 x 512 KiB in large ones (blocks are
 #    rounded up to their class), each within the resident bytes it shows;
-#  - the total resident in segments covers those blocks.
+#  - the total resident in segments covers those blocks;
+#  - ebb-page-list lists the pages of the 100 B blocks' class (112 B) with
+#    about 1000 blocks in use between them, none in use beyond what it
+#    carved, nor carved beyond what fits, and, for "medium", only the
+#    medium holder's pages, 24 blocks of 20 KiB in all.
 # Needs: cc, gdb, python3 in gdb.
 set -u
 EBB_ROOT=${EBB_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -39,7 +43,8 @@ EOF
 cc -O1 -o "$tmp/prog" "$tmp/prog.c" || { echo "FAIL: cannot build the program"; exit 1; }
 
 gdb -nx -batch -ex "set disable-randomization off" -ex "set environment LD_PRELOAD=$LIB" -ex run \
-    -ex "source $TOOL" -ex ebb-segments -ex ebb-pages -ex kill "$tmp/prog" >"$tmp/out" 2>&1
+    -ex "source $TOOL" -ex ebb-segments -ex ebb-pages -ex "echo ==list-all\n" -ex ebb-page-list \
+    -ex "echo ==list-medium\n" -ex "ebb-page-list medium" -ex kill "$tmp/prog" >"$tmp/out" 2>&1
 if grep -qE "Python Exception|Error occurred|Undefined command|No symbol" "$tmp/out"; then
   fail "the commands failed:"
   grep -E "Python Exception|Error|Undefined|No symbol" "$tmp/out" | head -5
@@ -72,6 +77,24 @@ if not total:
     bad.append("no total line")
 elif int(total.group(1)) < sum(want.values()):
     bad.append("total resident %s KiB below the %d KiB of blocks" % (total.group(1), sum(want.values())))
+line = re.compile(r"^(\S+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) +[\d.]+ +(\d+) *(\S*)$", re.M)
+def listed(part):
+    text = out.split("==" + part + "\n", 1)[1] if "==" + part + "\n" in out else ""
+    text = text.split("\n==", 1)[0]
+    return [(o, int(b), int(u), int(c), int(f)) for o, _, _, b, u, c, f, _, _ in line.findall(text)]
+every, medium = listed("list-all"), listed("list-medium")
+if not every:
+    bad.append("ebb-page-list printed no page")
+for o, b, u, c, f in every:
+    if u > c or c > f:
+        bad.append("ebb-page-list: %s page of %d B blocks: %d used, %d carved, %d fit" % (o, b, u, c, f))
+small_used = sum(u for o, b, u, c, f in every if b == 112)
+if not 1000 <= small_used <= 1010:
+    bad.append("ebb-page-list: %d blocks of 112 B in use, want 1000" % small_used)
+if not medium or any(o != "medium" for o, *_ in medium):
+    bad.append("ebb-page-list medium: %r" % medium[:3])
+elif sum(u * b for o, b, u, c, f in medium if b == 20 << 10) != 24 * (20 << 10):
+    bad.append("ebb-page-list medium: not 24 blocks of 20 KiB")
 for b in bad:
     print("FAIL: " + b)
 if not bad:

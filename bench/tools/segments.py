@@ -22,6 +22,13 @@
 #   heap's page on a thread's segment): pages, slices, KiB in blocks
 #   counted as used (remote frees not yet taken in count), KiB resident,
 #   and the share of resident memory those blocks are.
+# ebb-page-list [OWNER]: one line per page (of segments whose owner name
+#   starts with OWNER, e.g. "heap#1", "medium"), by resident bytes, most
+#   first: owner, slice, block size, blocks counted as used and blocks
+#   carved out of those that fit, KiB in those blocks, KiB resident, and
+#   "full" (on its heap's full list) or "sparse" (handed to the purger).
+#   Which classes hold memory they no longer use: pages left empty but
+#   resident, or carved far beyond what is in use.
 import os
 import struct
 
@@ -109,6 +116,40 @@ class Segments(gdb.Command):
               % (total * OS_PAGE >> 10, total_free * OS_PAGE >> 10))
 
 
+def pages(pid, named, n, prefix=""):
+    """Every page of every segment whose owner's name starts with prefix:
+    (owner, slice index, page descriptor, slices, blocks in use, resident bytes)."""
+    for seg in segments():
+        s = seg.dereference()
+        owner = owner_name(s, named)
+        if not owner.startswith(prefix):
+            continue
+        used_mask = int(s["used_slices"])
+        bits = resident_pages(pid, int(seg), n * SLICE)
+        i = 1
+        while i < n:
+            if not used_mask >> i & 1:
+                i += 1
+                continue
+            page = s["pages"][i]
+            count = max(int(page["slice_count"]), 1)
+            in_use = int(page["used_minus_one"])  # as page_used() (internal.h) reads it
+            if in_use < -(FULL_BIAS // 2):
+                in_use += FULL_BIAS
+            in_use += 1 + int(page["sparse_at"])
+            resident = sum(bits[i * SLICE // OS_PAGE:(i + count) * SLICE // OS_PAGE]) * OS_PAGE
+            yield owner, i, page, count, max(in_use, 0), resident
+            i += count
+
+
+def page_kind(owner, page):
+    block = int(page["block_size"])
+    kind = "small" if block <= SMALL_MAX else "medium" if block <= MEDIUM_MAX else "large"
+    if owner not in ("medium", "large") and int(page["owner_thread"]) == OWNER_SHARED:
+        kind = "lent " + kind
+    return kind
+
+
 class Pages(gdb.Command):
     """ebb's pages by owner and kind: blocks counted as used against residency."""
 
@@ -118,39 +159,44 @@ class Pages(gdb.Command):
     def invoke(self, arg, from_tty):
         pid, named, n = inferior_pid(), holders(), slices_per_segment()
         table = {}
-        for seg in segments():
-            s = seg.dereference()
-            owner = owner_name(s, named)
-            used_mask = int(s["used_slices"])
-            bits = resident_pages(pid, int(seg), n * SLICE)
-            i = 1
-            while i < n:
-                if not used_mask >> i & 1:
-                    i += 1
-                    continue
-                page = s["pages"][i]
-                count = max(int(page["slice_count"]), 1)
-                block = int(page["block_size"])
-                in_use = int(page["used_minus_one"])  # as page_used() (internal.h) reads it
-                if in_use < -(FULL_BIAS // 2):
-                    in_use += FULL_BIAS
-                in_use += 1 + int(page["sparse_at"])
-                kind = "small" if block <= SMALL_MAX else "medium" if block <= MEDIUM_MAX else "large"
-                if owner not in ("medium", "large") and int(page["owner_thread"]) == OWNER_SHARED:
-                    kind = "lent " + kind
-                who = "thread" if owner.startswith("heap#") else owner
-                row = table.setdefault((who, kind), [0, 0, 0, 0])
-                row[0] += 1
-                row[1] += count
-                row[2] += max(in_use, 0) * block
-                row[3] += sum(bits[i * SLICE // OS_PAGE:(i + count) * SLICE // OS_PAGE]) * OS_PAGE
-                i += count
+        for owner, _, page, count, in_use, resident in pages(pid, named, n):
+            who = "thread" if owner.startswith("heap#") else owner
+            row = table.setdefault((who, page_kind(owner, page)), [0, 0, 0, 0])
+            row[0] += 1
+            row[1] += count
+            row[2] += in_use * int(page["block_size"])
+            row[3] += resident
         print("%-8s %-13s %6s %7s %12s %12s %5s" % ("segment", "pages of", "pages", "slices",
                                                    "used KiB", "resident KiB", "used"))
-        for (who, kind), (pages, slices, used, res) in sorted(table.items()):
+        for (who, kind), (npages, slices, used, res) in sorted(table.items()):
             print("%-8s %-13s %6d %7d %12d %12d %4.0f%%"
-                  % (who, kind, pages, slices, used >> 10, res >> 10, 100.0 * used / res if res else 0))
+                  % (who, kind, npages, slices, used >> 10, res >> 10, 100.0 * used / res if res else 0))
+
+
+class PageList(gdb.Command):
+    """One line per ebb page, most resident first: block size, blocks used and carved, residency."""
+
+    def __init__(self):
+        super().__init__("ebb-page-list", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        pid, named, n = inferior_pid(), holders(), slices_per_segment()
+        rows = []
+        for owner, i, page, count, in_use, resident in pages(pid, named, n, arg.strip()):
+            block = int(page["block_size"])
+            state = ("full" if int(page["used_minus_one"]) < -(FULL_BIAS // 2)
+                     else "sparse" if int(page["detached"]) else "")
+            rows.append((resident, owner, i, count, block, in_use, int(page["capacity"]),
+                         int(page["reserved"]), state))
+        print("%-9s %5s %6s %8s %7s %7s %7s %10s %12s  %s" % ("owner", "slice", "slices", "block",
+                                                             "used", "carved", "fit", "used KiB",
+                                                             "resident KiB", "state"))
+        for resident, owner, i, count, block, in_use, carved, fit, state in sorted(rows, key=lambda r: -r[0]):
+            print("%-9s %5d %6d %8d %7d %7d %7d %10.1f %12d  %s"
+                  % (owner, i, count, block, in_use, carved, fit, in_use * block / 1024.0,
+                     resident >> 10, state))
 
 
 Segments()
 Pages()
+PageList()
