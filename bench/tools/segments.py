@@ -118,7 +118,8 @@ class Segments(gdb.Command):
 
 def pages(pid, named, n, prefix=""):
     """Every page of every segment whose owner's name starts with prefix:
-    (owner, slice index, page descriptor, slices, blocks in use, resident bytes)."""
+    (owner, slice index, page descriptor, slices, blocks in use, on the full
+    list, resident bytes)."""
     for seg in segments():
         s = seg.dereference()
         owner = owner_name(s, named)
@@ -134,11 +135,12 @@ def pages(pid, named, n, prefix=""):
             page = s["pages"][i]
             count = max(int(page["slice_count"]), 1)
             in_use = int(page["used_minus_one"])  # as page_used() (internal.h) reads it
-            if in_use < -(FULL_BIAS // 2):
+            full = in_use < -(FULL_BIAS // 2)
+            if full:
                 in_use += FULL_BIAS
             in_use += 1 + int(page["sparse_at"])
             resident = sum(bits[i * SLICE // OS_PAGE:(i + count) * SLICE // OS_PAGE]) * OS_PAGE
-            yield owner, i, page, count, max(in_use, 0), resident
+            yield owner, i, page, count, max(in_use, 0), full, resident
             i += count
 
 
@@ -159,7 +161,7 @@ class Pages(gdb.Command):
     def invoke(self, arg, from_tty):
         pid, named, n = inferior_pid(), holders(), slices_per_segment()
         table = {}
-        for owner, _, page, count, in_use, resident in pages(pid, named, n):
+        for owner, _, page, count, in_use, _, resident in pages(pid, named, n):
             who = "thread" if owner.startswith("heap#") else owner
             row = table.setdefault((who, page_kind(owner, page)), [0, 0, 0, 0])
             row[0] += 1
@@ -182,10 +184,9 @@ class PageList(gdb.Command):
     def invoke(self, arg, from_tty):
         pid, named, n = inferior_pid(), holders(), slices_per_segment()
         rows = []
-        for owner, i, page, count, in_use, resident in pages(pid, named, n, arg.strip()):
+        for owner, i, page, count, in_use, full, resident in pages(pid, named, n, arg.strip()):
             block = int(page["block_size"])
-            state = ("full" if int(page["used_minus_one"]) < -(FULL_BIAS // 2)
-                     else "sparse" if int(page["detached"]) else "")
+            state = "full" if full else "sparse" if int(page["detached"]) else ""
             rows.append((resident, owner, i, count, block, in_use, int(page["capacity"]),
                          int(page["reserved"]), state))
         print("%-9s %5s %6s %8s %7s %7s %7s %10s %12s  %s" % ("owner", "slice", "slices", "block",
