@@ -16,7 +16,7 @@
 # Only the loop is counted (--collect-atstart=no --toggle-collect='loop_*'),
 # and the difference cancels one-time costs (allocator start-up, the first
 # page, lazy symbol binding).  Each run is checked to have counted the
-# allocator it was meant to: the malloc and free the program calls must lie in
+# allocator it was meant to: the allocation function (malloc, or aligned_alloc) and free the program calls must lie in
 # the preloaded library (libc.so.6 for glibc), by dladdr, and callgrind's call
 # records from the loop must show N calls to each of those two addresses and
 # no call to anything else (see verify below).
@@ -28,12 +28,12 @@
 # (apt-get install libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4).
 #
 # --check  exit non-zero unless ebb's count is <= mimalloc's for fixed16,
-#          fixed16-keep and random (the fast-path claim); ebb and mimalloc
+#          fixed16-keep, random and aligned (the fast-path claim); ebb and mimalloc
 #          must then both be present.
 # --quick  N1=20000 N2=120000 (a smoke test; the figures differ slightly).
 #
 # Environment: N1, N2 (iteration counts, default 200000 and 1200000),
-# WORKLOADS (default "fixed16 fixed16-keep random random-pair random-mid"), ALLOCATORS
+# WORKLOADS (default "fixed16 fixed16-keep random random-pair random-mid aligned"), ALLOCATORS
 # (default "ebb mimalloc jemalloc tcmalloc glibc"), EBB_LIB (default
 # build/libebb.so), CC (default cc), VALGRIND (default valgrind).
 # Any run that fails or does not verify makes the script exit 1.
@@ -58,12 +58,12 @@ if ! [[ $N1 =~ ^[0-9]+$ && $N2 =~ ^[0-9]+$ ]] || [ "$N2" -le "$N1" ]; then
   echo "callgrind.sh: need integers N2 > N1 (got N1=$N1 N2=$N2)" >&2; exit 2
 fi
 
-WORKLOADS=${WORKLOADS:-"fixed16 fixed16-keep random random-pair random-mid"}
+WORKLOADS=${WORKLOADS:-"fixed16 fixed16-keep random random-pair random-mid aligned"}
 ALLOCATORS=${ALLOCATORS:-"ebb mimalloc jemalloc tcmalloc glibc"}
 EBB_LIB=${EBB_LIB:-$REPO/build/libebb.so}
 CC=${CC:-cc}
 VALGRIND=${VALGRIND:-valgrind}
-CHECK_WORKLOADS="fixed16 fixed16-keep random"
+CHECK_WORKLOADS="fixed16 fixed16-keep random aligned"
 
 resdir=$REPO/bench/results
 tmpdir=$resdir/tmp/callgrind
@@ -180,10 +180,15 @@ calls_from_loop() {
 # object, or as the absolute address when it cannot place the code in an
 # object: gperftools puts malloc and free in a section of their own
 # (google_malloc) outside .text, so tcmalloc's show up in object "???".
-verify() {   # verify ALLOC N LOG CALLS -> prints the reason when not verified
-  local a=$1 n=$2 log=$3 calls=$4 name addr off obj got
+# The allocation function each workload calls (free is the other).
+alloc_fn() {
+  case $1 in aligned) echo aligned_alloc ;; *) echo malloc ;; esac
+}
+verify() {   # verify ALLOC WORKLOAD N LOG CALLS -> prints the reason when not verified
+  local a=$1 w=$2 n=$3 log=$4 calls=$5 name addr off obj got
   local -A match=()
-  for name in malloc free; do
+  local fn; fn=$(alloc_fn "$w")
+  for name in "$fn" free; do
     read -r addr off obj < <(awk -v f="$name" '$1 == "where" && $2 == f {print tolower($3), tolower($4), $5}' "$log")
     if [ -z "${addr:-}" ] || [ -z "${obj:-}" ]; then echo "fastpath printed no address for $name"; return; fi
     obj=$(readlink -f "$obj" 2>/dev/null || echo "$obj")
@@ -197,7 +202,7 @@ verify() {   # verify ALLOC N LOG CALLS -> prints the reason when not verified
     fi
     match[$name]="$addr $off"
   done
-  got=$(awk -F'\t' -v ob="${OBJ[$a]}" -v m="${match[malloc]}" -v f="${match[free]}" '
+  got=$(awk -F'\t' -v ob="${OBJ[$a]}" -v m="${match[$fn]}" -v f="${match[free]}" '
         BEGIN { split(m, M, " "); split(f, F, " ") }
         $3 == M[1] || $3 == F[1] { next }
         $1 == ob && ($3 == M[2] || $3 == F[2]) { next }
@@ -231,7 +236,7 @@ for a in "${allocs[@]}"; do
       fi
       ir=$(awk '/^summary:/ {print $2; exit}' "$out")
       calls=$(calls_from_loop "$out")
-      why=$(verify "$a" "$n" "$log" "$calls")
+      why=$(verify "$a" "$w" "$n" "$log" "$calls")
       if [ -n "$why" ] || ! [[ $ir =~ ^[0-9]+$ ]]; then
         BAD[$a,$w]="not verified"
         echo "FAIL $a $w N=$n: not verified: ${why:-no summary in $out}" >&2

@@ -13,6 +13,8 @@
  *   random-pair   p = malloc(random 8..1024); free(p).
  *   random-mid    as random, with sizes 1025..8192 (the fast path's
  *                 entries above 1 KiB).
+ *   aligned       p = aligned_alloc(64, random multiple of 64 up to 1024);
+ *                 free(p) (a C++ or Rust type aligned to a cache line).
  *
  * Meant to be run under valgrind --tool=callgrind with the allocator under
  * test in LD_PRELOAD (bench/callgrind.sh): the loops are noinline functions
@@ -26,7 +28,7 @@
  * sink.  The random sizes come from an inline xorshift64, so the loop
  * overhead is a handful of instructions and identical for every allocator.
  *
- * After the loop it prints, for malloc and free, the address the program's
+ * After the loop it prints, for malloc, free and aligned_alloc, the address the program's
  * calls bind to, its offset in the object that holds it, and the object
  * (dlsym + dladdr):
  *     where malloc 0x484cb70 0x10b70 /usr/lib/x86_64-linux-gnu/libmimalloc.so.2.0
@@ -150,6 +152,23 @@ NOINLINE static uintptr_t loop_random_pair(long n, uint64_t *seed)
     return acc;
 }
 
+/* As random-pair, through aligned_alloc (callgrind.sh verifies that
+ * function for this workload, not malloc). */
+NOINLINE static uintptr_t loop_aligned(long n, uint64_t *seed)
+{
+    uintptr_t acc = 0;
+    uint64_t s = *seed;
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift64(&s);
+        void *p = aligned_alloc(64, rand_in(r, 1, MAX_SIZE / 64) * 64);
+        touch(p, (uintptr_t)i);
+        acc ^= (uintptr_t)p;
+        free(p);
+    }
+    *seed = s;
+    return acc;
+}
+
 /* The malloc the program's calls bind to: dlsym(RTLD_DEFAULT) searches the
  * global scope in the order the dynamic linker binds the executable's own
  * references (executable, LD_PRELOAD, then its libraries).  Not &malloc:
@@ -173,7 +192,7 @@ static _Noreturn void usage(void)
 {
     fprintf(stderr,
             "usage: fastpath WORKLOAD ITERATIONS\n"
-            "  WORKLOAD: fixed16 | fixed16-keep | random | random-pair | random-mid\n");
+            "  WORKLOAD: fixed16 | fixed16-keep | random | random-pair | random-mid | aligned\n");
     exit(2);
 }
 
@@ -211,11 +230,14 @@ int main(int argc, char **argv)
             free(slots[k]);
     } else if (strcmp(w, "random-pair") == 0) {
         acc = loop_random_pair(n, &seed);
+    } else if (strcmp(w, "aligned") == 0) {
+        acc = loop_aligned(n, &seed);
     } else {
         usage();
     }
     sink = acc;
     where("malloc");
     where("free");
+    where("aligned_alloc");
     return 0;
 }

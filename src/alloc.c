@@ -215,7 +215,11 @@ EBB_API_TEXT void *alloc_generic(size_t size, bool zero) {
  * whose size is a multiple of it (pages start on 64 KiB boundaries); beyond,
  * by a huge mapping. */
 EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
-  if (alignment <= 8) return alloc_generic(size, zero);
+  /* Every block above 8 B is 16-aligned: malloc's own path, no class search. */
+  if (alignment <= 16) {
+    if (alignment > 8 && size < 16) size = 16;
+    return zero ? calloc_fast(1, size) : malloc_fast(size);
+  }
   if (size > EBB_MAX_REQUEST) {
     errno = ENOMEM;
     return NULL;
@@ -225,6 +229,14 @@ EBB_API_TEXT void *alloc_aligned(size_t alignment, size_t size, bool zero) {
     if (want <= EBB_LARGE_MAX) {
       unsigned cls = size_class_of(want);
       while ((class_size(cls) & (alignment - 1)) != 0 && class_size(cls) <= EBB_MEDIUM_MAX) cls++;
+      /* A small class's blocks sit at multiples of its size from a 64 KiB
+       * boundary, so the class's current page serves as malloc's would:
+       * this went to page_alloc_slow on every call (rptest's memalign(16),
+       * a C++ or Rust type aligned to a cache line). */
+      if (cls <= EBB_SMALL_CLASS_MAX) {
+        void *block = direct_take(class_size(cls), size, zero);
+        if (likely(block != NULL)) return block;
+      }
       if (sample_due(size)) return sample_alloc(size, size, cls, 0, zero);
       if (class_is_shared(cls) || thread_exited()) return alloc_shared(size, cls, zero);
       ebb_heap_t *heap = heap_for_alloc();
