@@ -290,6 +290,7 @@ static void heap_thread_exit(void *arg) {
   if (atomic_load_explicit(&heaps_exited, memory_order_relaxed) < EBB_YOUNG_AFTER_EXITS)
     atomic_fetch_add_explicit(&heaps_exited, 1, memory_order_relaxed);
   medium_cache_flush(heap, true);
+  heap_quiet_release(heap); /* its pages' counts as any other thread reads them */
   segments_abandon(heap);
   stats_retire_heap(heap);
   lock_acquire(&heap_pool_lock);

@@ -201,7 +201,11 @@ struct ebb_heap;
  * heap's full list, a large negative bias is added (page_used() takes it
  * off; a page has at most 8192 blocks).  The owner's free path thus sees "needs
  * attention" (page now empty, page was full, or a block freed twice) in the
- * sign of the decremented value: one `sub` and one branch. */
+ * sign of the decremented value: one `sub` and one branch.  A page that
+ * the heap's direct[] names (its class's current page, `quiet`) is counted
+ * one higher, so a free that empties it raises nothing: the loop that
+ * mallocs and frees one block of a class with nothing else live paid a
+ * call on every free (page.c, heap_direct_refresh). */
 #define EBB_USED_FULL_BIAS (-((int32_t)1 << 30))
 
 /* Four cache lines, one per kind of writer, so that a thread freeing into
@@ -223,7 +227,8 @@ typedef struct ebb_page {
   uint16_t sparse_at;       /* armed: the free path traps when used drops to this */
   uint16_t sparse_mark;     /* what sparse_at is armed to (set by page_init; 0: never) */
   uint8_t is_zero;          /* blocks on `free` are known to be zero */
-  uint8_t pad0_[64 - 53];
+  uint8_t quiet;            /* 1 while its heap's direct[] names it: counted one higher (below) */
+  uint8_t pad0_[64 - 54];
   /* line 1, read by every free, written when the page is set up or changes hands */
   uint8_t *start;           /* first block */
   uint64_t block_magic;     /* see page_is_block_start */
@@ -377,6 +382,7 @@ typedef struct ebb_heap {
   /* Small classes whose current page went empty (bit = class): kept for a
    * malloc/free loop, retired if still empty two checks later (page.c). */
   uint64_t empty_current, empty_current_aging;
+  uint64_t quiet_classes;   /* small classes whose direct[] page is quiet (page.c) */
   uint32_t retire_tick;                 /* slow-path calls, for those checks */
   /* The foreign cache (alloc.c): small blocks this thread freed into other
    * threads' pages, for its own next allocations of their class.  foreign[c]
@@ -592,11 +598,12 @@ EBB_INLINE uint8_t *slice_start(ebb_segment_t *seg, size_t i) {
   return (uint8_t *)seg + i * EBB_SLICE_SIZE;
 }
 /* Blocks handed out.  While armed (sparse_at > 0) the count is kept
- * sparse_at lower, so its sign says "dropped to sparse_at". */
+ * sparse_at lower, so its sign says "dropped to sparse_at"; while quiet,
+ * one higher. */
 EBB_INLINE uint32_t page_used(const ebb_page_t *page) {
   int64_t v = page->used_minus_one;
   if (v < EBB_USED_FULL_BIAS / 2) v -= EBB_USED_FULL_BIAS;
-  return (uint32_t)(v + 1 + page->sparse_at);
+  return (uint32_t)(v + 1 + page->sparse_at - page->quiet);
 }
 EBB_INLINE bool page_marked_full(const ebb_page_t *page) {
   return page->used_minus_one < EBB_USED_FULL_BIAS / 2;
@@ -885,9 +892,10 @@ void page_enqueue_front(ebb_heap_t *heap, ebb_page_t *page);
 /* Point class cls's direct[] entries where the fast path should look: the
  * foreign cache while its bit is set, else the class's first page. */
 void heap_direct_refresh(ebb_heap_t *heap, unsigned cls);
-/* Point them at `target` (a small class of a thread's heap). */
-void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target);
-/* Once, first in ebb_init: the tables heap_direct_set reads. */
+/* Take the quiet count off the pages direct[] names (internal.h,
+ * used_minus_one): the thread is leaving them. */
+void heap_quiet_release(ebb_heap_t *heap);
+/* Once, first in ebb_init: the tables heap_direct_refresh reads. */
 void page_tables_init(void);
 
 /* A page with fewer than a 32nd of its blocks free, or with at most two

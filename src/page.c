@@ -57,6 +57,7 @@ void page_descriptors_clear(ebb_segment_t *seg, ebb_page_t *page) {
   page->start = NULL;
   page->free = page->local_free = NULL;
   page->used_minus_one = -1;
+  page->quiet = 0;
   page->sparse_at = 0;
   page->purged = 0;
   page->detached = 0;
@@ -99,6 +100,7 @@ void page_init(ebb_segment_t *seg, ebb_page_t *page, unsigned cls, size_t block_
   page->class_idx = (uint8_t)cls;
   page->capacity = 0;
   page->used_minus_one = -1;
+  page->quiet = 0;
   page->sparse_at = 0;
   page->purged = 0;
   atomic_store_explicit(&page->remote_holes, 0, memory_order_relaxed);
@@ -322,6 +324,27 @@ void page_collect_all(ebb_page_t *page) {
 }
 
 /* ---- queues -------------------------------------------------------------- */
+static int16_t direct_last[EBB_SMALL_CLASS_MAX + 1];
+static void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target);
+
+/* The page direct[] names for cls is quiet (internal.h, used_minus_one):
+ * counted one higher, so that the free that empties it takes no call.  A
+ * loop that mallocs and frees one block of a class with nothing else
+ * live emptied the page on every free, and that call was a quarter of
+ * the loop's time (tight_fixed-1t, README).  Only a real page of this
+ * heap's own, never the empty page or the foreign cache, and only with a
+ * purger thread (heap_direct_refresh); taken off before the page stops
+ * being named, and so before it is retired or detached, and at the
+ * thread's exit (heap_quiet_release). */
+void heap_quiet_release(ebb_heap_t *heap) {
+  for (uint64_t q = heap->quiet_classes; q != 0; q &= q - 1) {
+    ebb_page_t *page = heap->direct[direct_last[__builtin_ctzll(q)]];
+    page->quiet = 0;
+    page->used_minus_one--;
+  }
+  heap->quiet_classes = 0;
+}
+
 /* The fast path reads heap->direct[]; keep it pointing at each small class's
  * first page (or the shared empty page), or at its foreign cache while
  * that is in use. */
@@ -334,6 +357,24 @@ void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
    * has checked cannot hold the class's next sample; until it has, the
    * class's allocations go there. */
   else if (unlikely(atomic_load_explicit(&ebb_sample_rate, memory_order_relaxed) != 0)) target = &ebb_empty_page;
+  ebb_page_t *named = heap->direct[direct_last[cls]];
+  if (named == target) return; /* all the class's entries are set together */
+  uint64_t bit = (uint64_t)1 << cls;
+  if (heap->quiet_classes & bit) {
+    named->quiet = 0;
+    named->used_minus_one--;
+  }
+  /* Not without a purger thread: then the free that empties a page is
+   * also what runs the purge passes of a program that only mallocs and
+   * frees (t_purge burst_calls).  (If the thread could not be started,
+   * pages made quiet before stay so until their class changes page.) */
+  if (target == first && ebb_opt.background && !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) {
+    target->quiet = 1;
+    target->used_minus_one++;
+    heap->quiet_classes |= bit;
+  } else {
+    heap->quiet_classes &= ~bit;
+  }
   heap_direct_set(heap, cls, target);
 }
 
@@ -343,15 +384,13 @@ void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
  * classes above 1 KiB switches pages often (few blocks a page): in
  * alloc_test under callgrind, computing the entries from the class sizes
  * on each call made it 77 instructions a call on average, 43 with this. */
-static int16_t direct_last[EBB_SMALL_CLASS_MAX + 1];
-
 void page_tables_init(void) {
   direct_last[0] = -1;
   for (unsigned cls = 1; cls <= EBB_SMALL_CLASS_MAX; cls++)
     direct_last[cls] = (int16_t)direct_index(class_size(cls));
 }
 
-void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target) {
+static void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target) {
   size_t last = (size_t)direct_last[cls], first = (size_t)(direct_last[cls - 1] + 1);
   if (heap->direct[last] == target) return; /* all the class's entries are set together */
   /* A class has 1 to 128 entries, so this runs on every slow path that
@@ -554,7 +593,7 @@ void page_after_local_free(ebb_heap_t *heap, ebb_page_t *page) {
   /* The common case first: the class's current small page is empty again
    * (a malloc/free loop); it stays, marked for the retire check.  (The
    * tick last, as a tail call: no stack frame on this path.) */
-  if (page->used_minus_one == -1 && page_kept_when_empty(heap, page)) {
+  if (page->used_minus_one == -1 && !page->quiet && page_kept_when_empty(heap, page)) {
     heap->empty_current |= (uint64_t)1 << page->class_idx;
     purge_inline_tick(heap);
     return;
@@ -609,8 +648,17 @@ static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t
 #define EBB_EMPTY_KEEP_BYTES ((size_t)16 << 10)
 
 static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wanted) {
+  /* Quiet current pages raise nothing when they empty: looked at here,
+   * by the count alone (one higher: 0 is empty, unless a sparse trap is
+   * armed, which the checks below sort out). */
+  uint64_t emptied = heap->empty_current;
+  for (uint64_t q = heap->quiet_classes; q != 0; q &= q - 1) {
+    unsigned cls = (unsigned)__builtin_ctzll(q);
+    const ebb_page_t *page = heap->queues[cls].first;
+    if (page != NULL && page->used_minus_one == 0) emptied |= (uint64_t)1 << cls;
+  }
   uint64_t aging = heap->empty_current_aging;
-  heap->empty_current_aging = heap->empty_current;
+  heap->empty_current_aging = emptied;
   heap->empty_current = 0;
   while (aging) {
     unsigned cls = (unsigned)__builtin_ctzll(aging);
@@ -661,9 +709,14 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
   /* The thread allocates this class after all: its foreign frees of it
    * are worth keeping again (alloc.c). */
   if (cls < EBB_FOREIGN_CLASSES) heap->foreign_bypass &= ~((uint64_t)1 << cls);
-  if ((heap->empty_current | heap->empty_current_aging) != 0 &&
-      (++heap->retire_tick % EBB_RETIRE_TICKS) == 0)
-    heap_retire_empty_current(heap, cls);
+  /* Quiet pages (heap_direct_refresh) raise no bit: the check looks at
+   * their counts, every 4th time here, and before a new page (below). */
+  if ((heap->empty_current | heap->empty_current_aging | heap->quiet_classes) != 0) {
+    uint32_t tick = ++heap->retire_tick;
+    if (tick % EBB_RETIRE_TICKS == 0 &&
+        ((heap->empty_current | heap->empty_current_aging) != 0 || tick % (4 * EBB_RETIRE_TICKS) == 0))
+      heap_retire_empty_current(heap, cls);
+  }
   ebb_page_queue_t *q = &heap->queues[cls];
   /* Visit pages from the front, collecting each: pages with nothing go to
    * the full list, empty ones back to their segment, and of the first few
@@ -748,6 +801,9 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
    * short-lived thread, which mapped a new one (mimalloc-bench's mstress,
    * a thread per round beside main: 44 segments mapped for under 10 MiB
    * live). */
+  /* Another class's quiet current page, empty at the check before and
+   * still, goes back first: its slices may serve this page. */
+  if (heap->quiet_classes != 0) heap_retire_empty_current(heap, cls);
   size_t block_size = class_size(cls);
   size_t slices = medium_page_slices(heap, cls, block_size, page_slices_for(block_size));
   page = NULL;

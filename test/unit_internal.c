@@ -340,6 +340,45 @@ static void test_empty_current_page_retired(void) {
   CHECK(heap->queues[cls].first == NULL);
 }
 
+/* The page direct[] names is quiet: counted one higher, so the free that
+ * empties it raises no event (no call, no bit for the retire check, which
+ * looks at the count itself, as test_empty_current_page_retired shows);
+ * the class's next page takes the quiet count over from it, and a thread
+ * that exits takes the count off its pages, so the thread that adopts
+ * them reads them as any other. */
+static void *keep_one_block(void *arg) {
+  void **out = arg;
+  *out = ebb_malloc(200);
+  return NULL;
+}
+static void test_current_page_quiet(void) {
+  ebb_heap_t *heap = ebb_tls_heap;
+  if (atomic_load(&ebb_purge_inline)) return; /* no purger thread: pages are never quiet */
+  void *p = ebb_malloc(200);
+  ebb_page_t *page = page_of(segment_of(p), p);
+  uint64_t bit = (uint64_t)1 << page->class_idx;
+  CHECK(heap->direct[direct_index(200)] == page && page->quiet == 1 && (heap->quiet_classes & bit));
+  heap->empty_current = 0;
+  size_t before = page_used(page);
+  ebb_free(p);
+  CHECK(page_used(page) == before - 1);
+  if (before == 1) CHECK(page->used_minus_one == 0 && (heap->empty_current & bit) == 0);
+  /* A page filled: the class moves to another page, which is quiet now. */
+  enum { N = 400 };
+  static void *blocks[N];
+  for (int i = 0; i < N; i++) blocks[i] = ebb_malloc(200);
+  ebb_page_t *now = heap->direct[direct_index(200)];
+  CHECK(now != page && now->quiet == 1 && page->quiet == 0);
+  for (int i = 0; i < N; i++) ebb_free(blocks[i]);
+  /* Another thread's page, after its exit. */
+  pthread_t t;
+  void *kept = NULL;
+  CHECK(pthread_create(&t, NULL, keep_one_block, &kept) == 0 && pthread_join(t, NULL) == 0);
+  ebb_page_t *left = page_of(segment_of(kept), kept);
+  CHECK(left->quiet == 0 && page_used(left) == 1 && left->used_minus_one == 0);
+  ebb_free(kept);
+}
+
 /* ...but not one whose slice holds little resident (a few blocks carved):
  * it stays for the class's next use.  Retired, a class used now and then
  * took a new page at every return (espresso: 65,297 times in 4 s), often
@@ -962,6 +1001,7 @@ int main(void) {
   test_foreign_cache_refill();
   test_remote_free_into_full_page();
   test_remote_free_count();
+  test_current_page_quiet();
   test_empty_current_page_retired();
   test_small_current_page_kept();
   test_inherited_residency_trimmed();

@@ -138,7 +138,7 @@ def pages(pid, named, n, prefix=""):
             full = in_use < -(FULL_BIAS // 2)
             if full:
                 in_use += FULL_BIAS
-            in_use += 1 + int(page["sparse_at"])
+            in_use += 1 + int(page["sparse_at"]) - int(page["quiet"])
             resident = sum(bits[i * SLICE // OS_PAGE:(i + count) * SLICE // OS_PAGE]) * OS_PAGE
             yield owner, i, page, count, max(in_use, 0), full, resident
             i += count
