@@ -367,10 +367,16 @@ void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
   /* Not without a purger thread: then the free that empties a page is
    * also what runs the purge passes of a program that only mallocs and
    * frees (t_purge burst_calls).  (If the thread could not be started,
-   * pages made quiet before stay so until their class changes page.) */
-  if (target == first && ebb_opt.background && !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) {
-    target->quiet = 1;
-    target->used_minus_one++;
+   * pages made quiet before stay so until their class changes page.)  Nor
+   * once the thread is leaving: segments_abandon takes its sparse pages
+   * back into their queues after heap_quiet_release, and a page left
+   * quiet would be counted one higher again by the thread adopting it. */
+  if (target == first && heap->is_live && ebb_opt.background &&
+      !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) {
+    if (!target->quiet) { /* never twice: the count would stay one too high */
+      target->quiet = 1;
+      target->used_minus_one++;
+    }
     heap->quiet_classes |= bit;
   } else {
     heap->quiet_classes &= ~bit;
@@ -647,7 +653,12 @@ static EBB_NOINLINE void page_after_local_free_rare(ebb_heap_t *heap, ebb_page_t
  * (internal.h, ebb_page_t.touched) is not retired by that check. */
 #define EBB_EMPTY_KEEP_BYTES ((size_t)16 << 10)
 
-static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wanted) {
+/* `advance`: a check of the periodic kind, which starts a new generation
+ * (the pages empty now are retired at the next such check if still
+ * empty).  The check before a new page only retires what the last one
+ * saw empty and still is: were it to start generations too, a loop's
+ * page in one class could go back between two new pages of another. */
+static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wanted, bool advance) {
   /* Quiet current pages raise nothing when they empty: looked at here,
    * by the count alone (one higher: 0 is empty, unless a sparse trap is
    * armed, which the checks below sort out). */
@@ -658,8 +669,12 @@ static EBB_NOINLINE void heap_retire_empty_current(ebb_heap_t *heap, unsigned wa
     if (page != NULL && page->used_minus_one == 0) emptied |= (uint64_t)1 << cls;
   }
   uint64_t aging = heap->empty_current_aging;
-  heap->empty_current_aging = emptied;
-  heap->empty_current = 0;
+  if (advance) {
+    heap->empty_current_aging = emptied;
+    heap->empty_current = 0;
+  } else {
+    aging &= emptied;
+  }
   while (aging) {
     unsigned cls = (unsigned)__builtin_ctzll(aging);
     aging &= aging - 1;
@@ -715,7 +730,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
     uint32_t tick = ++heap->retire_tick;
     if (tick % EBB_RETIRE_TICKS == 0 &&
         ((heap->empty_current | heap->empty_current_aging) != 0 || tick % (4 * EBB_RETIRE_TICKS) == 0))
-      heap_retire_empty_current(heap, cls);
+      heap_retire_empty_current(heap, cls, true);
   }
   ebb_page_queue_t *q = &heap->queues[cls];
   /* Visit pages from the front, collecting each: pages with nothing go to
@@ -803,7 +818,7 @@ void *page_alloc_slow(ebb_heap_t *heap, size_t size, unsigned cls, bool zero) {
    * live). */
   /* Another class's quiet current page, empty at the check before and
    * still, goes back first: its slices may serve this page. */
-  if (heap->quiet_classes != 0) heap_retire_empty_current(heap, cls);
+  if (heap->quiet_classes != 0) heap_retire_empty_current(heap, cls, false);
   size_t block_size = class_size(cls);
   size_t slices = medium_page_slices(heap, cls, block_size, page_slices_for(block_size));
   page = NULL;

@@ -379,6 +379,39 @@ static void test_current_page_quiet(void) {
   ebb_free(kept);
 }
 
+/* A thread leaves with a sparse page the purger holds (10 blocks live)
+ * and its class's queue empty: taking the sparse page back as it leaves
+ * made it its class's page again, and quiet, after the release, so the
+ * thread that adopted it counted it one higher a second time: 11 blocks
+ * live for 10, and a double free of the last one missed (review of the
+ * change).  Found by a review; ebb_collect stands in for time passing. */
+enum { LEFT_N = 3000, LEFT_KEPT = 10 };
+static void *left_blocks[LEFT_N], *left_kept[LEFT_KEPT];
+static void *leave_sparse_page(void *arg) {
+  (void)arg;
+  for (int i = 0; i < LEFT_N; i++) left_blocks[i] = ebb_malloc(64);
+  ebb_page_t *first = page_of(segment_of(left_blocks[0]), left_blocks[0]);
+  int kept = 0;
+  for (int i = 0; i < LEFT_N; i++) {
+    bool on_first = page_of(segment_of(left_blocks[i]), left_blocks[i]) == first;
+    if (on_first && kept < LEFT_KEPT) left_kept[kept++] = left_blocks[i];
+    else ebb_free(left_blocks[i]);
+  }
+  ebb_collect(false); /* the emptied current page goes back: the queue is empty */
+  return NULL;
+}
+static void test_quiet_not_left_behind(void) {
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, leave_sparse_page, NULL) == 0 && pthread_join(t, NULL) == 0);
+  ebb_page_t *page = page_of(segment_of(left_kept[0]), left_kept[0]);
+  CHECK(page->quiet == 0 && page_used(page) == LEFT_KEPT);
+  ebb_collect(true); /* adopts the exited thread's segment */
+  CHECK(page_used(page) == LEFT_KEPT);
+  for (int i = 0; i < LEFT_KEPT - 1; i++) ebb_free(left_kept[i]);
+  CHECK(page_used(page) == 1);
+  ebb_free(left_kept[LEFT_KEPT - 1]);
+}
+
 /* ...but not one whose slice holds little resident (a few blocks carved):
  * it stays for the class's next use.  Retired, a class used now and then
  * took a new page at every return (espresso: 65,297 times in 4 s), often
@@ -1002,6 +1035,7 @@ int main(void) {
   test_remote_free_into_full_page();
   test_remote_free_count();
   test_current_page_quiet();
+  test_quiet_not_left_behind();
   test_empty_current_page_retired();
   test_small_current_page_kept();
   test_inherited_residency_trimmed();
