@@ -612,6 +612,14 @@ EBB_INLINE void page_mark_full(ebb_page_t *page, bool full) {
   if (full != page_marked_full(page))
     page->used_minus_one += full ? EBB_USED_FULL_BIAS : -EBB_USED_FULL_BIAS;
 }
+/* Count the page one higher while direct[] names it (page.c,
+ * heap_direct_refresh); never twice, or the count stays one too high. */
+EBB_INLINE void page_set_quiet(ebb_page_t *page, bool quiet) {
+  if (quiet != (bool)page->quiet) {
+    page->used_minus_one += quiet ? 1 : -1;
+    page->quiet = quiet;
+  }
+}
 /* Hand out the first block of the page's (non-empty) free list. */
 #if EBB_SECURE
 void secure_check_popped(ebb_page_t *page, ebb_block_t *block); /* alloc.c */

@@ -325,7 +325,35 @@ void page_collect_all(ebb_page_t *page) {
 
 /* ---- queues -------------------------------------------------------------- */
 static int16_t direct_last[EBB_SMALL_CLASS_MAX + 1];
-static void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target);
+
+/* Each small class's last direct[] entry, worked out once
+ * (page_tables_init); its first is the entry after the class below's last
+ * (class 0's is set so that class 1 starts at 0).  The slow path of the
+ * classes above 1 KiB switches pages often (few blocks a page): in
+ * alloc_test under callgrind, computing the entries from the class sizes
+ * on each call made it 77 instructions a call on average, 43 with this. */
+void page_tables_init(void) {
+  direct_last[0] = -1;
+  for (unsigned cls = 1; cls <= EBB_SMALL_CLASS_MAX; cls++)
+    direct_last[cls] = (int16_t)direct_index(class_size(cls));
+}
+
+/* The caller (heap_direct_refresh) has seen that they name another page. */
+static void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target) {
+  size_t last = (size_t)direct_last[cls], first = (size_t)(direct_last[cls - 1] + 1);
+  /* A class has 1 to 128 entries, so this runs on every slow path that
+   * switches pages: four stores a turn (paired into vector stores) instead
+   * of one. */
+  ebb_page_t **entry = &heap->direct[first];
+  size_t n = last - first + 1, i = 0;
+  for (; i + 4 <= n; i += 4) {
+    entry[i] = target;
+    entry[i + 1] = target;
+    entry[i + 2] = target;
+    entry[i + 3] = target;
+  }
+  for (; i < n; i++) entry[i] = target;
+}
 
 /* The page direct[] names for cls is quiet (internal.h, used_minus_one):
  * counted one higher, so that the free that empties it takes no call.  A
@@ -337,11 +365,8 @@ static void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target);
  * being named, and so before it is retired or detached, and at the
  * thread's exit (heap_quiet_release). */
 void heap_quiet_release(ebb_heap_t *heap) {
-  for (uint64_t q = heap->quiet_classes; q != 0; q &= q - 1) {
-    ebb_page_t *page = heap->direct[direct_last[__builtin_ctzll(q)]];
-    page->quiet = 0;
-    page->used_minus_one--;
-  }
+  for (uint64_t q = heap->quiet_classes; q != 0; q &= q - 1)
+    page_set_quiet(heap->direct[direct_last[__builtin_ctzll(q)]], false);
   heap->quiet_classes = 0;
 }
 
@@ -360,10 +385,7 @@ void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
   ebb_page_t *named = heap->direct[direct_last[cls]];
   if (named == target) return; /* all the class's entries are set together */
   uint64_t bit = (uint64_t)1 << cls;
-  if (heap->quiet_classes & bit) {
-    named->quiet = 0;
-    named->used_minus_one--;
-  }
+  if (heap->quiet_classes & bit) page_set_quiet(named, false);
   /* Not without a purger thread: then the free that empties a page is
    * also what runs the purge passes of a program that only mallocs and
    * frees (t_purge burst_calls).  (If the thread could not be started,
@@ -373,44 +395,12 @@ void heap_direct_refresh(ebb_heap_t *heap, unsigned cls) {
    * quiet would be counted one higher again by the thread adopting it. */
   if (target == first && heap->is_live && ebb_opt.background &&
       !atomic_load_explicit(&ebb_purge_inline, memory_order_relaxed)) {
-    if (!target->quiet) { /* never twice: the count would stay one too high */
-      target->quiet = 1;
-      target->used_minus_one++;
-    }
+    page_set_quiet(target, true);
     heap->quiet_classes |= bit;
   } else {
     heap->quiet_classes &= ~bit;
   }
   heap_direct_set(heap, cls, target);
-}
-
-/* Each small class's last direct[] entry, worked out once
- * (page_tables_init); its first is the entry after the class below's last
- * (class 0's is set so that class 1 starts at 0).  The slow path of the
- * classes above 1 KiB switches pages often (few blocks a page): in
- * alloc_test under callgrind, computing the entries from the class sizes
- * on each call made it 77 instructions a call on average, 43 with this. */
-void page_tables_init(void) {
-  direct_last[0] = -1;
-  for (unsigned cls = 1; cls <= EBB_SMALL_CLASS_MAX; cls++)
-    direct_last[cls] = (int16_t)direct_index(class_size(cls));
-}
-
-static void heap_direct_set(ebb_heap_t *heap, unsigned cls, ebb_page_t *target) {
-  size_t last = (size_t)direct_last[cls], first = (size_t)(direct_last[cls - 1] + 1);
-  if (heap->direct[last] == target) return; /* all the class's entries are set together */
-  /* A class has 1 to 128 entries, so this runs on every slow path that
-   * switches pages: four stores a turn (paired into vector stores) instead
-   * of one. */
-  ebb_page_t **entry = &heap->direct[first];
-  size_t n = last - first + 1, i = 0;
-  for (; i + 4 <= n; i += 4) {
-    entry[i] = target;
-    entry[i + 1] = target;
-    entry[i + 2] = target;
-    entry[i + 3] = target;
-  }
-  for (; i < n; i++) entry[i] = target;
 }
 
 static void list_remove(ebb_page_queue_t *q, ebb_page_t *page) {
