@@ -3,8 +3,9 @@
  * huge blocks), after allocating, after freeing half and after freeing all
  * (back to the baseline); per-class live blocks; the counters grow by at
  * least what was done; malloc_trim(0) gives memory back.  Then snprintf's
- * contract of ebb_stats_json and ebb_stats_prometheus, remote frees, and a
- * large block's growth by realloc into a mapping of its own.
+ * contract of ebb_stats_json and ebb_stats_prometheus, remote frees, a
+ * large block's growth by realloc into a mapping of its own, and exact
+ * counts for medium blocks that pass through the thread's medium cache.
  * Linked with build/libebb.so (the malloc family is ebb's). */
 #include <malloc.h>
 #include <pthread.h>
@@ -335,7 +336,54 @@ static void test_realloc_growth(void) {
   free(p);
 }
 
+/* Medium blocks up to 32 KiB go through each thread's medium cache
+ * (alloc.c) on their way to and from the shared heaps.  A block held there
+ * is free: live blocks and allocation counts must be exact whatever the
+ * cache holds.  Several rounds of allocating and freeing many blocks of two
+ * classes (12 and 30 KiB), one round partial. */
+static void test_medium_cache_counts(void) {
+  enum { N = 24 };
+  static const size_t sizes[2] = {12 << 10, 30 << 10};
+  void *held[2][N];
+  snapshot(&base);
+  int ci[2] = {class_index(&base, sizes[0]), class_index(&base, sizes[1])};
+  CHECK(ci[0] > 0 && ci[1] > 0);
+  if (ci[0] <= 0 || ci[1] <= 0) return;
+  size_t allocs = 0;
+  for (int round = 0; round < 3; round++) {
+    size_t keep = round == 1 ? N / 3 : N; /* a partial round */
+    for (int k = 0; k < 2; k++)
+      for (size_t i = 0; i < keep; i++) {
+        held[k][i] = malloc(sizes[k]);
+        CHECK(held[k][i] != NULL);
+        if (held[k][i]) memset(held[k][i], 0x33, sizes[k]);
+      }
+    allocs += keep;
+    snapshot(&st);
+    for (int k = 0; k < 2; k++) {
+      size_t live = st.classes[ci[k]].live_blocks - base.classes[ci[k]].live_blocks;
+      size_t made = st.classes[ci[k]].allocs - base.classes[ci[k]].allocs;
+      if (live != keep || made != allocs)
+        fprintf(stderr, "round %d, %zu B: %zu live (want %zu), %zu allocations counted (want %zu)\n",
+                round, sizes[k], live, keep, made, allocs);
+      CHECK(live == keep);
+      CHECK(made == allocs);
+    }
+    for (int k = 0; k < 2; k++)
+      for (size_t i = 0; i < keep; i++) free(held[k][i]);
+    snapshot(&st);
+    for (int k = 0; k < 2; k++) {
+      size_t live = st.classes[ci[k]].live_blocks - base.classes[ci[k]].live_blocks;
+      if (live != 0) fprintf(stderr, "round %d, %zu B: %zu live after freeing all\n", round, sizes[k], live);
+      CHECK(live == 0);
+    }
+    check_consistent(&st, "medium cache");
+  }
+  printf("medium cache: %zu allocations a class, counts exact\n", allocs);
+}
+
 int main(void) {
+  test_medium_cache_counts();
   test_rss_tracks_touched_memory();
   test_live_bytes();
   test_formats();
