@@ -383,8 +383,8 @@ static void test_current_page_quiet(void) {
  * and its class's queue empty: taking the sparse page back as it leaves
  * made it its class's page again, and quiet, after the release, so the
  * thread that adopted it counted it one higher a second time: 11 blocks
- * live for 10, and a double free of the last one missed (review of the
- * change).  Found by a review; ebb_collect stands in for time passing. */
+ * live for 10, and a double free of the last one missed.  Found by a
+ * review; ebb_collect stands in for time passing. */
 enum { LEFT_N = 3000, LEFT_KEPT = 10 };
 static void *left_blocks[LEFT_N], *left_kept[LEFT_KEPT];
 static void *leave_sparse_page(void *arg) {
