@@ -179,8 +179,11 @@ test: test-bins
 # QUICK=1: tiny sizes and one run, a smoke test (part of make test).
 # EXTRA="name=/path/lib.so ...": more allocators beside the default five.
 # BUSY=N: N CPU hogs beside every run.
+# CLASSIC=DIR: also mimalloc-bench's programs, from a checkout built outside
+# this repo (DIR/out/bench), reported apart from the criteria's workloads.
 bench: all
-	@bench/run.sh $(if $(QUICK),--quick) $(if $(EXTRA),--extra "$(EXTRA)") $(if $(BUSY),--busy $(BUSY))
+	@bench/run.sh $(if $(QUICK),--quick) $(if $(EXTRA),--extra "$(EXTRA)") $(if $(BUSY),--busy $(BUSY)) \
+	  $(if $(CLASSIC),--classic "$(CLASSIC)")
 
 # ---- demo ----------------------------------------------------------------
 # A tokio/hyper service under wrk, once per allocator (about 12 minutes);

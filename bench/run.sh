@@ -2,7 +2,7 @@
 # make bench: build ebb and the workloads, install what is missing (when run
 # as root), and run every workload on every allocator (bench/runner.py).
 #   bench/run.sh [--quick] [runner options: --runs N --only REGEX,... --allocators a,b
-#                --extra "name=/path/lib.so ..." --busy N]
+#                --extra "name=/path/lib.so ..." --busy N --classic /path/to/mimalloc-bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,6 +16,10 @@ five; results.txt ends with a summary against Debian's four peers (glibc,
 mimalloc, jemalloc, tcmalloc) and, apart, the extras.  --busy N runs N CPU
 hogs (bench/tools/hog.c) beside every run; the burst-busy workload always
 runs 4.
+
+--classic DIR (make bench CLASSIC=DIR) also runs mimalloc-bench's programs
+from a checkout of it built outside this repo, as its bench.sh runs them;
+they are reported in a summary of their own, not in the criteria's.
 """
 import argparse
 import csv
@@ -220,10 +224,13 @@ class Workload:
     and rss_kb; `binding` says how the program reaches its allocator."""
 
     def __init__(self, name, title, run, binding="calls malloc through libc's symbols: "
-                 "LD_PRELOAD replaces it", extra_cols=(), hogs=None):
+                 "LD_PRELOAD replaces it", extra_cols=(), hogs=None, group="own"):
         self.name, self.title, self.run, self.binding = name, title, run, binding
         self.extra_cols = extra_cols
         self.hogs = hogs  # CPU hogs beside each run; None: the runner's --busy
+        # "own": this repo's workloads and programs, which the criteria are
+        # stated over; "classic": mimalloc-bench's programs (--classic).
+        self.group = group
 
 
 def c_workload(prog, threads, scale, sample=False, args=()):
@@ -322,6 +329,72 @@ def program_workload(kind, quick):
     raise ValueError(kind)
 
 
+# mimalloc-bench's programs (github.com/daanx/mimalloc-bench), built outside
+# this repo: --classic DIR names a checkout whose out/bench holds the
+# binaries its cmake build makes (nothing of it is in this repo).  Each is
+# run as its bench.sh runs it, with its thread count set to this machine's
+# CPUs; a program that runs for a fixed time reports its work, and its time
+# is bench.sh's "relative time" for that work (CPU time scaled alike).
+# name: (binary, argv after it, stdin file or None, how its time is reported)
+CLASSIC = {
+    "cfrac": ("cfrac", ["17545186520507317056371138836327483792789528"], None, None),
+    "espresso": ("espresso", ["{src}/espresso/largest.espresso"], None, None),
+    "barnes": ("barnes", [], "{src}/barnes/input", None),
+    "larson": ("larson", ["5", "8", "1000", "5000", "100", "4141", "{n}"], None, "larson"),
+    "larson-sized": ("larson-sized", ["5", "8", "1000", "5000", "100", "4141", "{n}"], None,
+                     "larson"),
+    "mstress": ("mstress", ["{n}", "50", "25"], None, None),
+    "rptest": ("rptest", ["{n}", "0", "1", "2", "500", "1000", "100", "8", "16000"], None,
+               "rptest"),
+    "xmalloc-test": ("xmalloc-test", ["-w", "{n}", "-t", "5", "-s", "64"], None, "xmalloc"),
+    "glibc-simple": ("glibc-simple", [], None, None),
+    "glibc-thread": ("glibc-thread", ["{n}"], None, "glibc-thread"),
+    "alloc-test1": ("alloc-test", ["1"], None, None),
+    "alloc-testN": ("alloc-test", ["{n}"], None, None),
+    "cache-scratch1": ("cache-scratch", ["1", "1000", "1", "2000000", "{n}"], None, None),
+    "cache-scratchN": ("cache-scratch", ["{n}", "1000", "1", "2000000", "{n}"], None, None),
+    "cache-thrash1": ("cache-thrash", ["1", "1000", "1", "2000000", "{n}"], None, None),
+    "cache-thrashN": ("cache-thrash", ["{n}", "1000", "1", "2000000", "{n}"], None, None),
+    "malloc-large": ("malloc-large", [], None, None),
+    "mleak10": ("mleak", ["5"], None, None),
+    "mleak100": ("mleak", ["50"], None, None),
+}
+
+
+def classic_time(kind, stdout):
+    """bench.sh's relative time for the work a fixed-time program reports."""
+    pats = {"larson": r"relative time: ([\d.]+)s", "xmalloc": r"rtime: ([\d.]+)",
+            "rptest": r"\.\.\.(\d+) memory ops", "glibc-thread": r"^(\d+)"}
+    m = re.search(pats[kind], stdout, re.M)
+    if not m:
+        return None
+    v = float(m.group(1))
+    if kind == "rptest":
+        return 2000000 / v if v else None
+    if kind == "glibc-thread":
+        return 1e9 / v if v else None
+    return v
+
+
+def classic_workload(root, name):
+    exe, argv, stdin, timed = CLASSIC[name]
+    binary = root / "out/bench" / exe
+    src, n = root / "bench", str(NPROC)
+    cmd = [str(binary)] + [a.format(src=src, n=n) for a in argv]
+
+    def run(lib):
+        r = run_process(cmd, preload_env(lib), stdin_path=stdin and stdin.format(src=src),
+                        cwd=str(binary.parent))
+        if timed:
+            t = classic_time(timed, r["stdout"])
+            if t is None:
+                raise RuntimeError(f"{name}: no time in its output: {r['stdout'][-300:]!r}")
+            r["cpu"] *= t / r["wall"]
+            r["wall"] = t
+        return r
+    return binary, run
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -386,7 +459,7 @@ def redis_workload(quick, shim):
     return run
 
 
-def build_workloads(quick, only):
+def build_workloads(quick, only, classic=None):
     s = 0.02 if quick else 1.0
     n = NPROC
     W = []
@@ -463,6 +536,15 @@ def build_workloads(quick, only):
     add("sqlite3", "sqlite3 on an in-memory database", program_workload("sqlite", quick))
     add("gcc", "gcc -O2 of a large generated file", program_workload("gcc", quick),
         binding="gcc and cc1 call malloc through libc's symbols; LD_PRELOAD is inherited by cc1")
+    if classic and not quick:
+        for name in CLASSIC:
+            binary, run = classic_workload(classic, name)
+            if not binary.exists():
+                log(f"bench: no {binary}: skipping mb-{name}")
+                continue
+            add(f"mb-{name}", f"mimalloc-bench's {name}, as its bench.sh runs it"
+                + (" (time: bench.sh's relative time for the work it reports)"
+                   if CLASSIC[name][3] else ""), run, group="classic")
     return W
 
 
@@ -519,8 +601,13 @@ def summarise(workloads, allocs, results):
     return table
 
 
+GROUP_TITLES = {"own": "this repo's workloads and programs",
+                "classic": "mimalloc-bench's programs (--classic)"}
+
+
 def print_tables(workloads, allocs, table, out):
-    geo = {name: {"wall": [], "cpu": [], "rss_kb": []} for name, _ in allocs}
+    groups = [g for g in GROUP_TITLES if any(w.group == g for w in workloads)]
+    geos = {g: {name: {"wall": [], "cpu": [], "rss_kb": []} for name, _ in allocs} for g in groups}
     for w in workloads:
         base = table.get((w.name, "ebb"))
         if not base:
@@ -547,18 +634,25 @@ def print_tables(workloads, allocs, table, out):
                   file=out)
             for k in ("wall", "cpu", "rss_kb"):
                 if row[k] and base[k]:
-                    geo[name][k].append(row[k] / base[k])
-    print("\n## geometric mean of ratios to ebb (above 1: ebb is faster / smaller)", file=out)
-    print(f"   {'allocator':<10} {'wall':>7} {'cpu':>7} {'peak RSS':>9}  workloads", file=out)
+                    geos[w.group][name][k].append(row[k] / base[k])
     gm = {}
-    for name, _ in allocs:
-        g = geo[name]
-        vals = {k: (math.exp(sum(map(math.log, v)) / len(v)) if v else None) for k, v in g.items()}
-        gm[name] = vals
-        if vals["wall"] is None:
-            continue
-        print(f"   {name:<10} {vals['wall']:7.2f} {vals['cpu']:7.2f} {vals['rss_kb']:9.2f}"
-              f"  {len(g['wall'])}", file=out)
+    for group in groups:
+        geo = geos[group]
+        title = "" if groups == ["own"] else f", {GROUP_TITLES[group]}"
+        print(f"\n## geometric mean of ratios to ebb (above 1: ebb is faster / smaller){title}",
+              file=out)
+        print(f"   {'allocator':<10} {'wall':>7} {'cpu':>7} {'peak RSS':>9}  workloads", file=out)
+        for name, _ in allocs:
+            g = geo[name]
+            vals = {k: (math.exp(sum(map(math.log, v)) / len(v)) if v else None) for k, v in g.items()}
+            if group == "own":
+                gm[name] = vals
+            else:
+                gm[f"{name} ({group})"] = vals
+            if vals["wall"] is None:
+                continue
+            print(f"   {name:<10} {vals['wall']:7.2f} {vals['cpu']:7.2f} {vals['rss_kb']:9.2f}"
+                  f"  {len(g['wall'])}", file=out)
     print_burst_busy(allocs, table, out)
     print_summary(workloads, allocs, table, out)
     return gm
@@ -608,6 +702,8 @@ def print_summary(workloads, allocs, table, out):
     peers = [p for p in DEBIAN_PEERS if p in names]
     extras = [n for n in names if n != "ebb" and n not in DEBIAN_PEERS]
     print("\n## summary", file=out)
+    classic = [w for w in workloads if w.group == "classic"]
+    workloads = [w for w in workloads if w.group == "own"]
     common = [w.name for w in workloads
               if peers and all((w.name, a) in table for a in ["ebb"] + peers)]
     if common:
@@ -643,12 +739,24 @@ def print_summary(workloads, allocs, table, out):
             print(f"     {o}", file=out)
     for x in extras:
         common = [w.name for w in workloads if (w.name, "ebb") in table and (w.name, x) in table]
+        if not common:
+            continue
         rt = _ratio(geomean([table[(w, "ebb")]["wall"] for w in common]),
                     geomean([table[(w, x)]["wall"] for w in common]))
         rr = _ratio(geomean([table[(w, "ebb")]["rss_kb"] for w in common]),
                     geomean([table[(w, x)]["rss_kb"] for w in common]))
         print(f"   extra {x}: ebb geomean wall / {x}'s {_fmt(rt)}, "
               f"ebb geomean peak RSS / {x}'s {_fmt(rr)}  ({len(common)} workloads)", file=out)
+    if classic:
+        print(f"   {GROUP_TITLES['classic']}, not in the criteria above:", file=out)
+    for x in [n for n in names if n != "ebb"] if classic else []:
+        common = [w.name for w in classic if (w.name, "ebb") in table and (w.name, x) in table]
+        rt = _ratio(geomean([table[(w, "ebb")]["wall"] for w in common]),
+                    geomean([table[(w, x)]["wall"] for w in common]))
+        rr = _ratio(geomean([table[(w, "ebb")]["rss_kb"] for w in common]),
+                    geomean([table[(w, x)]["rss_kb"] for w in common]))
+        print(f"     ebb geomean time / {x}'s {_fmt(rt)}, "
+              f"peak RSS / {x}'s {_fmt(rr)}  ({len(common)} programs)", file=out)
 
 
 def write_files(outdir, workloads, allocs, table, results, gm, meta):
@@ -674,7 +782,7 @@ def write_files(outdir, workloads, allocs, table, results, gm, meta):
                              row.get("rss_2s_kb") or "", row.get("free_s") or "",
                              row.get("idle_rss_kb") or "", row.get("replay_s") or ""])
     doc = {"meta": meta, "geomean_ratio_to_ebb": gm,
-           "workloads": [{"name": w.name, "title": w.title, "binding": w.binding,
+           "workloads": [{"name": w.name, "title": w.title, "binding": w.binding, "group": w.group,
                           "results": {name: table.get((w.name, name)) for name, _ in allocs}}
                          for w in workloads]}
     (outdir / "results.json").write_text(json.dumps(doc, indent=1))
@@ -803,6 +911,9 @@ def main():
     ap.add_argument("--busy", type=int, default=0, metavar="N",
                     help="run N CPU hogs (bench/tools/hog.c) beside every workload run\n"
                          f"(burst-busy always runs {BURST_BUSY_HOGS})")
+    ap.add_argument("--classic", default=os.environ.get("CLASSIC") or None, metavar="DIR",
+                    help="also run mimalloc-bench's programs from DIR, a checkout of it built\n"
+                         "outside this repo (its out/bench binaries); reported apart")
     ap.add_argument("--out", default=None, help="results folder")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
     ap.add_argument("--replot", action="store_true",
@@ -815,7 +926,8 @@ def main():
     if args.replot or args.summary:
         doc = json.loads((outdir / "results.json").read_text())
         allocs = [(name, None) for name in doc["meta"]["allocators"]]
-        workloads = [Workload(w["name"], w["title"], None) for w in doc["workloads"]]
+        workloads = [Workload(w["name"], w["title"], None, group=w.get("group", "own"))
+                     for w in doc["workloads"]]
         table = {(w["name"], a): row for w in doc["workloads"]
                  for a, row in w["results"].items() if row}
         if args.summary:
@@ -845,7 +957,11 @@ def main():
     if not any(n == "ebb" for n, _ in allocs):
         raise SystemExit("bench: ebb must be among the allocators (ratios are to ebb)")
     check_preload_takes(allocs)
-    workloads = build_workloads(args.quick, [o for o in args.only.split(",") if o])
+    classic = Path(args.classic).resolve() if args.classic else None
+    if classic and not (classic / "out/bench").is_dir():
+        raise SystemExit(f"bench: --classic {args.classic}: no out/bench there "
+                         "(build mimalloc-bench's benchmarks first)")
+    workloads = build_workloads(args.quick, [o for o in args.only.split(",") if o], classic)
     have = {w.name for w in workloads}
     for w in list(workloads):
         prog = {"redis": "redis-server", "lua5.4": "lua5.4", "sqlite3": "sqlite3", "gcc": "gcc"}.get(w.name)
