@@ -911,7 +911,7 @@ def main():
     ap.add_argument("--busy", type=int, default=0, metavar="N",
                     help="run N CPU hogs (bench/tools/hog.c) beside every workload run\n"
                          f"(burst-busy always runs {BURST_BUSY_HOGS})")
-    ap.add_argument("--classic", default=os.environ.get("CLASSIC") or None, metavar="DIR",
+    ap.add_argument("--classic", default=None, metavar="DIR",
                     help="also run mimalloc-bench's programs from DIR, a checkout of it built\n"
                          "outside this repo (its out/bench binaries); reported apart")
     ap.add_argument("--out", default=None, help="results folder")
@@ -961,6 +961,8 @@ def main():
     if classic and not (classic / "out/bench").is_dir():
         raise SystemExit(f"bench: --classic {args.classic}: no out/bench there "
                          "(build mimalloc-bench's benchmarks first)")
+    if classic and args.quick:
+        log("bench: --classic runs the programs at their own sizes: not with --quick")
     workloads = build_workloads(args.quick, [o for o in args.only.split(",") if o], classic)
     have = {w.name for w in workloads}
     for w in list(workloads):
