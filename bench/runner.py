@@ -738,25 +738,27 @@ def print_summary(workloads, allocs, table, out):
         for o in over:
             print(f"     {o}", file=out)
     for x in extras:
-        common = [w.name for w in workloads if (w.name, "ebb") in table and (w.name, x) in table]
-        if not common:
-            continue
-        rt = _ratio(geomean([table[(w, "ebb")]["wall"] for w in common]),
-                    geomean([table[(w, x)]["wall"] for w in common]))
-        rr = _ratio(geomean([table[(w, "ebb")]["rss_kb"] for w in common]),
-                    geomean([table[(w, x)]["rss_kb"] for w in common]))
-        print(f"   extra {x}: ebb geomean wall / {x}'s {_fmt(rt)}, "
-              f"ebb geomean peak RSS / {x}'s {_fmt(rr)}  ({len(common)} workloads)", file=out)
+        n, rt, rr = _against(table, workloads, x)
+        if n:
+            print(f"   extra {x}: ebb geomean wall / {x}'s {_fmt(rt)}, "
+                  f"ebb geomean peak RSS / {x}'s {_fmt(rr)}  ({n} workloads)", file=out)
     if classic:
         print(f"   {GROUP_TITLES['classic']}, not in the criteria above:", file=out)
     for x in [n for n in names if n != "ebb"] if classic else []:
-        common = [w.name for w in classic if (w.name, "ebb") in table and (w.name, x) in table]
-        rt = _ratio(geomean([table[(w, "ebb")]["wall"] for w in common]),
-                    geomean([table[(w, x)]["wall"] for w in common]))
-        rr = _ratio(geomean([table[(w, "ebb")]["rss_kb"] for w in common]),
-                    geomean([table[(w, x)]["rss_kb"] for w in common]))
+        n, rt, rr = _against(table, classic, x)
         print(f"     ebb geomean time / {x}'s {_fmt(rt)}, "
-              f"peak RSS / {x}'s {_fmt(rr)}  ({len(common)} programs)", file=out)
+              f"peak RSS / {x}'s {_fmt(rr)}  ({n} programs)", file=out)
+
+
+def _against(table, workloads, x):
+    """Over the workloads both ran: how many, and ebb's geometric mean wall
+    time and peak RSS over x's."""
+    common = [w.name for w in workloads if (w.name, "ebb") in table and (w.name, x) in table]
+    rt = _ratio(geomean([table[(w, "ebb")]["wall"] for w in common]),
+                geomean([table[(w, x)]["wall"] for w in common]))
+    rr = _ratio(geomean([table[(w, "ebb")]["rss_kb"] for w in common]),
+                geomean([table[(w, x)]["rss_kb"] for w in common]))
+    return len(common), rt, rr
 
 
 def write_files(outdir, workloads, allocs, table, results, gm, meta):
