@@ -333,8 +333,12 @@ def program_workload(kind, quick):
 # this repo: --classic DIR names a checkout whose out/bench holds the
 # binaries its cmake build makes (nothing of it is in this repo).  Each is
 # run as its bench.sh runs it, with its thread count set to this machine's
-# CPUs; a program that runs for a fixed time reports its work, and its time
-# is bench.sh's "relative time" for that work (CPU time scaled alike).
+# CPUs ("{n}", "{n2}" twice that, "{n16}" at most 16); the "N" variants are
+# left out on one CPU, as bench.sh leaves them.  Four report their work
+# instead of finishing it: their time is bench.sh's "relative time" for it.
+# larson, xmalloc-test and glibc-thread run for a fixed time, so their CPU
+# time is scaled alike; rptest does fixed work with sleeps between phases,
+# so its CPU time is its own.
 # name: (binary, argv after it, stdin file or None, how its time is reported)
 CLASSIC = {
     "cfrac": ("cfrac", ["17545186520507317056371138836327483792789528"], None, None),
@@ -350,7 +354,9 @@ CLASSIC = {
     "glibc-simple": ("glibc-simple", [], None, None),
     "glibc-thread": ("glibc-thread", ["{n}"], None, "glibc-thread"),
     "alloc-test1": ("alloc-test", ["1"], None, None),
-    "alloc-testN": ("alloc-test", ["{n}"], None, None),
+    "alloc-testN": ("alloc-test", ["{n16}"], None, None),
+    "sh6benchN": ("sh6bench", ["{n2}"], None, None),
+    "sh8benchN": ("sh8bench", ["{n2}"], None, None),
     "cache-scratch1": ("cache-scratch", ["1", "1000", "1", "2000000", "{n}"], None, None),
     "cache-scratchN": ("cache-scratch", ["{n}", "1000", "1", "2000000", "{n}"], None, None),
     "cache-thrash1": ("cache-thrash", ["1", "1000", "1", "2000000", "{n}"], None, None),
@@ -359,10 +365,11 @@ CLASSIC = {
     "mleak10": ("mleak", ["5"], None, None),
     "mleak100": ("mleak", ["50"], None, None),
 }
+CLASSIC_FIXED_TIME = ("larson", "xmalloc", "glibc-thread")
 
 
 def classic_time(kind, stdout):
-    """bench.sh's relative time for the work a fixed-time program reports."""
+    """bench.sh's relative time for the work a program reports."""
     pats = {"larson": r"relative time: ([\d.]+)s", "xmalloc": r"rtime: ([\d.]+)",
             "rptest": r"\.\.\.(\d+) memory ops", "glibc-thread": r"^(\d+)"}
     m = re.search(pats[kind], stdout, re.M)
@@ -379,17 +386,19 @@ def classic_time(kind, stdout):
 def classic_workload(root, name):
     exe, argv, stdin, timed = CLASSIC[name]
     binary = root / "out/bench" / exe
-    src, n = root / "bench", str(NPROC)
-    cmd = [str(binary)] + [a.format(src=src, n=n) for a in argv]
+    src = root / "bench"
+    fill = {"src": src, "n": NPROC, "n2": 2 * NPROC, "n16": min(NPROC, 16)}
+    cmd = [str(binary)] + [a.format(**fill) for a in argv]
 
     def run(lib):
-        r = run_process(cmd, preload_env(lib), stdin_path=stdin and stdin.format(src=src),
+        r = run_process(cmd, preload_env(lib), stdin_path=stdin and stdin.format(**fill),
                         cwd=str(binary.parent))
         if timed:
             t = classic_time(timed, r["stdout"])
             if t is None:
                 raise RuntimeError(f"{name}: no time in its output: {r['stdout'][-300:]!r}")
-            r["cpu"] *= t / r["wall"]
+            if timed in CLASSIC_FIXED_TIME:
+                r["cpu"] *= t / r["wall"]
             r["wall"] = t
         return r
     return binary, run
@@ -538,6 +547,10 @@ def build_workloads(quick, only, classic=None):
         binding="gcc and cc1 call malloc through libc's symbols; LD_PRELOAD is inherited by cc1")
     if classic and not quick:
         for name in CLASSIC:
+            if name.endswith("N") and NPROC == 1:
+                continue
+            if only and not any(re.fullmatch(o, f"mb-{name}") for o in only):
+                continue
             binary, run = classic_workload(classic, name)
             if not binary.exists():
                 log(f"bench: no {binary}: skipping mb-{name}")
@@ -644,7 +657,7 @@ def print_tables(workloads, allocs, table, out):
         print(f"   {'allocator':<10} {'wall':>7} {'cpu':>7} {'peak RSS':>9}  workloads", file=out)
         for name, _ in allocs:
             g = geo[name]
-            vals = {k: (math.exp(sum(map(math.log, v)) / len(v)) if v else None) for k, v in g.items()}
+            vals = {k: geomean(v) for k, v in g.items()}
             if group == "own":
                 gm[name] = vals
             else:
@@ -743,11 +756,12 @@ def print_summary(workloads, allocs, table, out):
             print(f"   extra {x}: ebb geomean wall / {x}'s {_fmt(rt)}, "
                   f"ebb geomean peak RSS / {x}'s {_fmt(rr)}  ({n} workloads)", file=out)
     if classic:
-        print(f"   {GROUP_TITLES['classic']}, not in the criteria above:", file=out)
-    for x in [n for n in names if n != "ebb"] if classic else []:
-        n, rt, rr = _against(table, classic, x)
-        print(f"     ebb geomean time / {x}'s {_fmt(rt)}, "
-              f"peak RSS / {x}'s {_fmt(rr)}  ({n} programs)", file=out)
+        print(f"   {GROUP_TITLES['classic']}, apart from the criteria:", file=out)
+        for x in names:
+            n, rt, rr = _against(table, classic, x)
+            if x != "ebb" and n:
+                print(f"     ebb geomean time / {x}'s {_fmt(rt)}, "
+                      f"peak RSS / {x}'s {_fmt(rr)}  ({n} programs)", file=out)
 
 
 def _against(table, workloads, x):
@@ -952,6 +966,13 @@ def main():
     if args.busy < 0:
         raise SystemExit("bench: --busy wants N >= 0")
 
+    classic = Path(args.classic).resolve() if args.classic else None
+    if classic and not (classic / "out/bench").is_dir():
+        raise SystemExit(f"bench: --classic {args.classic}: no out/bench there "
+                         "(build mimalloc-bench's benchmarks first)")
+    if classic and args.quick:
+        log("bench: --classic runs the programs at their own sizes: not with --quick")
+
     build(args.cc)
     allocs, missing = discover_allocators(wanted)
     for m in missing:
@@ -959,12 +980,6 @@ def main():
     if not any(n == "ebb" for n, _ in allocs):
         raise SystemExit("bench: ebb must be among the allocators (ratios are to ebb)")
     check_preload_takes(allocs)
-    classic = Path(args.classic).resolve() if args.classic else None
-    if classic and not (classic / "out/bench").is_dir():
-        raise SystemExit(f"bench: --classic {args.classic}: no out/bench there "
-                         "(build mimalloc-bench's benchmarks first)")
-    if classic and args.quick:
-        log("bench: --classic runs the programs at their own sizes: not with --quick")
     workloads = build_workloads(args.quick, [o for o in args.only.split(",") if o], classic)
     have = {w.name for w in workloads}
     for w in list(workloads):
@@ -1003,6 +1018,11 @@ def main():
             "extras": [n for n, _ in allocs if n != "ebb" and n not in DEBIAN_PEERS],
             "allocators": {n: (str(l) if l else "glibc (nothing preloaded)") for n, l in allocs},
             "missing": missing}
+    if classic:
+        rev = subprocess.run(["git", "-C", str(classic), "rev-parse", "HEAD"],
+                             capture_output=True, text=True)
+        meta["classic"] = {"dir": str(classic),
+                           "commit": rev.stdout.strip() if rev.returncode == 0 else None}
     import io
     buf = io.StringIO()
     print(f"# ebb benchmark  {meta['date']}  {meta['cpu_model']}, {NPROC} CPUs, "
@@ -1017,7 +1037,8 @@ def main():
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "results.txt").write_text(text)
     write_files(outdir, workloads, allocs, table, results, gm, meta)
-    charts(outdir, workloads, allocs, table, runs)
+    own = [w for w in workloads if w.group == "own"]
+    charts(outdir, own or workloads, allocs, table, runs)  # the classic programs: their tables
     log(f"bench: wrote {outdir}/results.txt, results.csv, results.json, *.png")
 
 
