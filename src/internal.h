@@ -272,12 +272,7 @@ typedef struct ebb_page {
   /* The purger's: the remote word it watches for the decay, and the one it
    * last put back (unchanged since: nothing new to look at). */
   uintptr_t remote_watch;
-  /* A free slice the pressure purge gave back: when (coarse ms clock, bit 0
-   * set so that 0 means none).  take_run reads it to learn whether the
-   * pressure purge gives back memory that is taken again within the decay
-   * (purge.c, "the pressure purge"). */
-  uint32_t pressure_purged_at;
-  uint8_t pad3_[64 - 36];
+  uint8_t pad3_[64 - 32];
 } ebb_page_t;
 
 _Static_assert(sizeof(ebb_page_t) == 256, "page descriptor is four cache lines");
@@ -873,11 +868,8 @@ size_t segments_used_bytes(void);
 #define EBB_AGE_BUCKETS 16
 void segment_free_ages(ebb_segment_t *seg, uint32_t now, size_t hist[EBB_AGE_BUCKETS]);
 /* Purge `seg`'s free slices that were freed at least decay_ms ago (all of
- * them if force).  pressure_purged: the pressure purge's call, which marks
- * the slices it purges and adds their bytes there (NULL otherwise).
- * Returns the bytes still free and dirty (work left). */
-size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force,
-                          size_t *pressure_purged);
+ * them if force).  Returns the bytes still free and dirty (work left). */
+size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);
 /* Give back what `seg`'s one-slice pages hold resident past their carving,
  * inherited from earlier pages of their slices, once they have held the
  * slice for decay_ms (at once if force).  Returns the bytes still waiting. */
@@ -996,16 +988,7 @@ EBB_INLINE bool heap_free_sparse(ebb_heap_t *heap, ebb_page_t *page, ebb_block_t
 }
 void heap_reattach_all(ebb_heap_t *heap);
 void purge_notify(void);           /* something became free: the purger may have work */
-/* Clean slices were taken: purge if too many wait resident.  retaken: bytes
- * of them the pressure purge gave back less than the decay ago. */
-void purge_on_growth(size_t retaken);
-/* The pressure purge's age floor (ms): the next one, given the bytes it gave
- * back since the last judgement and those of them taken again within the
- * decay; the current one; and the retaken bytes not yet judged. */
-long long purge_pressure_next_floor(long long floor_ms, size_t purged, size_t retaken,
-                                    long long decay_ms);
-long long purge_pressure_floor_ms(void);
-size_t purge_pressure_retaken_pending(void);
+void purge_on_growth(void);        /* clean slices were taken: purge if too many wait resident */
 void purge_start_if_due(void);     /* start the purger once ebb maps enough; never wakes it */
 extern _Atomic bool ebb_purge_inline; /* no purger thread: the slow paths call purge_notify */
 void purge_all_now(void);          /* ebb_collect(true): everything free, whatever the decay */

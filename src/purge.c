@@ -632,7 +632,7 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
   left += segments_purge_abandoned(now, decay_ms, force);
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
-    left += segment_purge_free(seg, now, decay_ms, force, NULL) +
+    left += segment_purge_free(seg, now, decay_ms, force) +
             segment_purge_remote(seg, now, decay_ms, force) + segment_trim_stale(seg, now, decay_ms, force);
   heaps_mark_quiet();
   left += medium_caches_idle(force);
@@ -659,19 +659,6 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
 #define PRESSURE_MIN_AGE_MS 32
 
 static _Atomic int pressure_wanted;
-/* The floor follows what the purge costs.  A slice it gives back that a
- * page takes again within the decay saved memory for less than the decay
- * and cost a page fault per OS page: when more than half of what it gave
- * back came back that soon, the floor doubles (up to the decay); when under
- * an eighth did, it halves (down to 32 ms).  Judged every
- * PRESSURE_JUDGE_BYTES given back, as the takes come in after them.  With
- * the floor fixed at 32 ms, mstress-2t gave back 480-550 MiB in 4 s (its
- * peak is 190), 55-90% of it taken again within the decay, mostly by the
- * next threads from pooled segments (README, "The pressure purge's floor"). */
-#define PRESSURE_JUDGE_BYTES ((size_t)16 << 20)
-static _Atomic size_t pressure_retaken_bytes;
-static size_t pressure_purged_bytes; /* under purger_lock */
-static long long pressure_floor_ms = PRESSURE_MIN_AGE_MS;
 
 static size_t pressure_bound(void) {
   size_t bound = segments_used_bytes() / PRESSURE_SHARE;
@@ -686,36 +673,12 @@ static bool pressure_over(void) {
 
 /* From take_run, outside the segment's lock: one flag and one wake an
  * episode (a purger that is mid-pass sees the flag on its next turn). */
-void purge_on_growth(size_t retaken) {
-  if (retaken) atomic_fetch_add_explicit(&pressure_retaken_bytes, retaken, memory_order_relaxed);
+void purge_on_growth(void) {
   if (atomic_load_explicit(&pressure_wanted, memory_order_relaxed) || !pressure_over()) return;
   if (atomic_exchange(&pressure_wanted, 1)) return;
   if (atomic_load_explicit(&purger_state, memory_order_relaxed) != PURGER_RUNNING) return; /* inline: purge_notify */
   atomic_fetch_add(&purger_seq, 1);
   os_futex_wake(&purger_seq, 1);
-}
-
-long long purge_pressure_next_floor(long long floor_ms, size_t purged, size_t retaken,
-                                    long long decay_ms) {
-  long long ceiling = decay_ms > PRESSURE_MIN_AGE_MS ? decay_ms : PRESSURE_MIN_AGE_MS;
-  if (retaken > purged / 2) return floor_ms * 2 < ceiling ? floor_ms * 2 : ceiling;
-  if (retaken < purged / 8) return floor_ms / 2 > PRESSURE_MIN_AGE_MS ? floor_ms / 2 : PRESSURE_MIN_AGE_MS;
-  return floor_ms;
-}
-
-long long purge_pressure_floor_ms(void) { return pressure_floor_ms; }
-
-size_t purge_pressure_retaken_pending(void) {
-  return atomic_load_explicit(&pressure_retaken_bytes, memory_order_relaxed);
-}
-
-/* Under purger_lock: the floor, from the takes since it was last judged. */
-static void pressure_judge_floor(void) {
-  if (pressure_purged_bytes < PRESSURE_JUDGE_BYTES) return;
-  size_t retaken = atomic_exchange_explicit(&pressure_retaken_bytes, 0, memory_order_relaxed);
-  pressure_floor_ms =
-      purge_pressure_next_floor(pressure_floor_ms, pressure_purged_bytes, retaken, ebb_opt.decay_ms);
-  pressure_purged_bytes = 0;
 }
 
 /* Under purger_lock.  The free slices' ages, bucketed by powers of two,
@@ -737,12 +700,11 @@ static void purge_pressure(uint32_t now) {
       break;
     }
   }
-  pressure_judge_floor();
-  if (cutoff < pressure_floor_ms) cutoff = pressure_floor_ms;
+  if (cutoff < PRESSURE_MIN_AGE_MS) cutoff = PRESSURE_MIN_AGE_MS;
   atomic_fetch_add_explicit(&ebb_stat_purge_passes, 1, memory_order_relaxed);
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
-    segment_purge_free(seg, now, cutoff, false, &pressure_purged_bytes);
+    segment_purge_free(seg, now, cutoff, false);
 }
 
 /* ---- the memory limit -------------------------------------------------------- */

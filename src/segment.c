@@ -135,18 +135,15 @@ static void segment_reset_header(ebb_segment_t *seg, ebb_heap_t *heap, bool fres
   lock_acquire(&seg->lock);
   if (!fresh) {
     uint32_t stamps[EBB_SLICES_PER_SEGMENT]; /* free slices keep their age, */
-    uint8_t touched[EBB_SLICES_PER_SEGMENT];  /* what they hold resident, */
-    uint32_t pressure_at[EBB_SLICES_PER_SEGMENT]; /* and the pressure purge's marks */
+    uint8_t touched[EBB_SLICES_PER_SEGMENT];  /* and what they hold resident */
     for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
       stamps[i] = seg->pages[i].stamp;
       touched[i] = seg->pages[i].touched;
-      pressure_at[i] = seg->pages[i].pressure_purged_at;
     }
     memset(seg->pages, 0, sizeof seg->pages);
     for (size_t i = 0; i < EBB_SLICES_PER_SEGMENT; i++) {
       seg->pages[i].stamp = stamps[i];
       seg->pages[i].touched = touched[i];
-      seg->pages[i].pressure_purged_at = pressure_at[i];
     }
   }
   seg->used_slices = HEADER_SLICES;
@@ -210,8 +207,7 @@ size_t segments_committed_bytes(void) {
 
 /* The purger's part: claim the free dirty slices old enough, purge them
  * unlocked (runs of slices, one call each), then clear their dirty bits. */
-size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force,
-                          size_t *pressure_purged) {
+size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
   if (((seg->dirty_slices & ~seg->used_slices) & ~HEADER_SLICES) == 0) return 0; /* racy peek */
   lock_acquire(&seg->lock);
   uint64_t candidates = seg->dirty_slices & ~seg->used_slices & ~seg->purging_slices & ~HEADER_SLICES;
@@ -235,12 +231,7 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
     todo &= ~run;
   }
   lock_acquire(&seg->lock);
-  for (uint64_t m = purge; m; m &= m - 1) {
-    ebb_page_t *desc = &seg->pages[__builtin_ctzll(m)];
-    desc->touched = 0;
-    desc->pressure_purged_at = pressure_purged ? now | 1 : 0;
-  }
-  if (pressure_purged) *pressure_purged += (size_t)__builtin_popcountll(purge) * EBB_SLICE_SIZE;
+  for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
   seg->purging_slices &= ~purge;
   seg->dirty_slices &= ~purge;
   slice_bytes_add(&free_resident_bytes, purge, false);
@@ -352,20 +343,6 @@ static ebb_segment_t *segment_from_os(ebb_heap_t *heap) {
 }
 
 /* ---- pages inside a segment ---------------------------------------------- */
-/* Under seg's lock: the bytes of the clean slices in `clean` that the
- * pressure purge gave back less than the decay ago (their marks cleared). */
-static size_t pressure_retaken(ebb_segment_t *seg, uint64_t clean, uint32_t now) {
-  size_t bytes = 0;
-  for (uint64_t m = clean; m; m &= m - 1) {
-    ebb_page_t *desc = &seg->pages[__builtin_ctzll(m)];
-    uint32_t at = desc->pressure_purged_at;
-    if (at == 0) continue;
-    desc->pressure_purged_at = 0;
-    if (ebb_opt.decay_ms > 0 && (int32_t)(now - at) < ebb_opt.decay_ms) bytes += EBB_SLICE_SIZE;
-  }
-  return bytes;
-}
-
 /* Take slices [first, first+slices) for a page, if they are still free and
  * not being purged; NULL if not. */
 static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, size_t slices) {
@@ -378,7 +355,6 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
   }
   bool fresh = ((seg->dirty_slices | seg->lazy_slices) & mask) == 0;
   bool grows = (mask & ~seg->dirty_slices) != 0;
-  size_t retaken = grows ? pressure_retaken(seg, mask & ~seg->dirty_slices, now) : 0;
   slice_bytes_add(&free_resident_bytes, mask & seg->dirty_slices, false);
   slice_bytes_add(&used_slice_bytes, mask, true);
   seg->used_slices |= mask;
@@ -404,7 +380,7 @@ static ebb_page_t *take_run(ebb_heap_t *heap, ebb_segment_t *seg, size_t first, 
     seg->pages[first + i].touched = touched;
   }
   lock_release(&seg->lock);
-  if (grows) purge_on_growth(retaken);
+  if (grows) purge_on_growth();
   if (seg->used_slices == ALL_SLICES && !seg->in_full_list) {
     seg_list_remove(&heap->segments, seg);
     seg_list_push(&heap->segments_full, seg);

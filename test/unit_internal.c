@@ -689,43 +689,6 @@ static void test_large_shared(void) {
   ebb_free(mine);
 }
 
-/* The pressure purge's floor follows what its purges cost (purge.c, "the
- * pressure purge"): the judgement, then the marks it leaves on the slices
- * it gives back, counted when a page takes them again within the decay. */
-static void test_pressure_floor(void) {
-  const size_t MiB = (size_t)1 << 20;
-  CHECK(purge_pressure_next_floor(32, 16 * MiB, 9 * MiB, 250) == 64);    /* over half came back */
-  CHECK(purge_pressure_next_floor(128, 16 * MiB, 16 * MiB, 250) == 250); /* up to the decay */
-  CHECK(purge_pressure_next_floor(250, 16 * MiB, 16 * MiB, 250) == 250);
-  CHECK(purge_pressure_next_floor(64, 16 * MiB, 4 * MiB, 250) == 64);    /* a quarter: kept */
-  CHECK(purge_pressure_next_floor(250, 16 * MiB, 1 * MiB, 250) == 125);  /* under an eighth */
-  CHECK(purge_pressure_next_floor(32, 16 * MiB, 0, 250) == 32);          /* never under 32 ms */
-  CHECK(purge_pressure_next_floor(32, 16 * MiB, 16 * MiB, 10) == 32);    /* a decay under it */
-  CHECK(purge_pressure_floor_ms() >= 32);
-  long long decay = ebb_opt.decay_ms;
-  ebb_opt.decay_ms = 600000; /* the purger leaves the slices alone meanwhile */
-  ebb_collect(true);
-  uint8_t *block = ebb_malloc(MiB);
-  CHECK(block != NULL);
-  memset(block, 0x5a, MiB);
-  ebb_segment_t *seg = segment_of(block);
-  size_t first = page_index(seg, page_of(seg, block));
-  ebb_free(block);
-  size_t purged = 0;
-  segment_purge_free(seg, os_clock_ms(), 0, true, &purged); /* as the pressure purge calls it */
-  CHECK(purged >= MiB);
-  CHECK(seg->pages[first].pressure_purged_at != 0);
-  size_t pending = purge_pressure_retaken_pending();
-  uint8_t *again = ebb_malloc(MiB); /* the same run, taken again at once */
-  CHECK(again == block);
-  CHECK(seg->pages[first].pressure_purged_at == 0);
-  CHECK(purge_pressure_retaken_pending() >= pending + MiB);
-  ebb_free(again);
-  ebb_collect(true); /* a purge on the decay leaves no mark */
-  CHECK(seg->pages[first].pressure_purged_at == 0);
-  ebb_opt.decay_ms = decay;
-}
-
 /* A huge block grown by realloc takes a cached mapping's pages onto its
  * end, where it stands: no second block, no copy, and the cached pages,
  * resident, serve the growth.  (Copied into a cached mapping instead, the
@@ -1084,7 +1047,6 @@ int main(void) {
   test_shared_deferred_free();
   test_large_shared();
   test_huge_growth_takes_cached_pages();
-  test_pressure_floor();
   test_lock_behaviour();
   test_size_classes();
   test_block_start_check();
