@@ -176,7 +176,10 @@ typedef struct ebb_stats {
   unsigned long long allocs, frees;
   unsigned long long remote_frees; /* frees by a thread other than the block's
                                       owner, counted when the owner takes them in */
-  unsigned long long mmap_calls, munmap_calls, purge_calls, purge_passes;
+  unsigned long long mmap_calls, munmap_calls;
+  unsigned long long purge_calls;  /* system calls that gave memory back: one
+                                      process_madvise carries a batch of ranges */
+  unsigned long long purge_passes;
   size_t threads;             /* heaps of running threads */
   size_t segments, huge_blocks;
   ebb_class_stats_t classes[EBB_STATS_CLASSES];

@@ -748,6 +748,31 @@ void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 void os_unmap(void *p, size_t size);
 bool os_purge(void *p, size_t size);       /* give pages back, keep the range; false: MADV_FREE (may not read as zero) */
+/* Ranges to give back, gathered for one system call.  Every madvise that
+ * takes resident pages waits for the other CPUs running this process to
+ * drop their TLB entries (an IPI each): beside busy CPUs that wait, not the
+ * bytes, was the purge's cost (README, "fewer, larger purge calls").  A
+ * batch goes to the kernel as one process_madvise, one flush for all its
+ * ranges, where the kernel takes it (6.13 and later take MADV_DONTNEED for
+ * the process itself; 6.15 the self pidfd), and as one madvise per range
+ * elsewhere.  Its ranges must stay the caller's (not reused, not unmapped)
+ * until it is flushed. */
+#define EBB_PURGE_BATCH 64
+typedef struct {
+  struct { void *base; size_t len; } range[EBB_PURGE_BATCH]; /* laid out as struct iovec */
+  size_t count;
+  bool kept_contents; /* some range went by MADV_FREE: may not read as zero */
+} ebb_purge_batch_t;
+extern _Atomic int ebb_os_vector_purge_refused; /* the kernel refused process_madvise: madvise per range */
+/* Add a range (flushing first if the batch is full). */
+void os_purge_batch_add(ebb_purge_batch_t *batch, void *p, size_t size);
+/* Give back every range added; true if all of them now read as zero. */
+bool os_purge_batch_flush(ebb_purge_batch_t *batch);
+EBB_INLINE void os_purge_batch_init(ebb_purge_batch_t *batch) {
+  batch->count = 0;
+  batch->kept_contents = false;
+}
+EBB_INLINE size_t os_purge_batch_room(const ebb_purge_batch_t *batch) { return EBB_PURGE_BATCH - batch->count; }
 void os_futex_wait(_Atomic uint32_t *word, uint32_t expected, long long timeout_ms); /* -1: no timeout */
 void os_futex_wake(_Atomic uint32_t *word, int count);
 void os_write_all(int fd, const char *buf, size_t n); /* write(2) until done; never allocates */
@@ -867,9 +892,25 @@ size_t segments_used_bytes(void);
  * 2^(k-1) to 2^k ms ago (hist[0]: this millisecond; the last, all older). */
 #define EBB_AGE_BUCKETS 16
 void segment_free_ages(ebb_segment_t *seg, uint32_t now, size_t hist[EBB_AGE_BUCKETS]);
-/* Purge `seg`'s free slices that were freed at least decay_ms ago (all of
- * them if force).  Returns the bytes still free and dirty (work left). */
-size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force);
+/* Free slices of several segments claimed for one purge call: claimed
+ * (marked purging, so no page takes them) by segment_purge_free, given
+ * back and released by segment_purge_finish, which the walk calls at its
+ * end and segment_purge_free whenever the batch is full. */
+typedef struct {
+  ebb_purge_batch_t os;
+  struct { ebb_segment_t *seg; uint64_t slices; } claim[EBB_PURGE_BATCH];
+  size_t claims;
+} ebb_slice_purge_t;
+EBB_INLINE void segment_purge_init(ebb_slice_purge_t *sp) {
+  os_purge_batch_init(&sp->os);
+  sp->claims = 0;
+}
+/* Claim `seg`'s free slices that were freed at least decay_ms ago (all of
+ * them if force) into sp.  Returns the bytes still free and dirty (work
+ * left). */
+size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force,
+                          ebb_slice_purge_t *sp);
+void segment_purge_finish(ebb_slice_purge_t *sp);
 /* Give back what `seg`'s one-slice pages hold resident past their carving,
  * inherited from earlier pages of their slices, once they have held the
  * slice for decay_ms (at once if force).  Returns the bytes still waiting. */
@@ -945,9 +986,10 @@ EBB_INLINE void unit_blocks(size_t u, size_t unit, size_t block_size, size_t cap
 size_t page_purge_free_units(ebb_page_t *page);
 /* The same in two steps: plan (under whatever guards the page's lists:
  * marks the units purged, takes their blocks off the free list) and apply
- * (the madvise calls, which need no lock if the page is marked busy). */
+ * (the ranges into a batch, flushed while the page is still marked busy:
+ * the madvise calls need no lock then). */
 uint64_t page_purge_plan(ebb_page_t *page);
-size_t page_purge_apply(ebb_page_t *page, uint64_t units);
+size_t page_purge_apply(ebb_page_t *page, uint64_t units, ebb_purge_batch_t *batch);
 /* Arm the sparse trap (a page that was full): one store and one subtract. */
 EBB_INLINE void page_arm_sparse(ebb_page_t *page) {
   if (page->sparse_at != 0 || page->sparse_mark == 0) return;

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -146,16 +147,96 @@ void os_unmap(void *p, size_t size) { unmap_raw(p, size); }
  * reads back as zeros, so a purged slice counts as fresh.  MADV_FREE (the
  * madv_free option): the kernel takes the pages only under memory pressure,
  * and until then they keep their contents; returns false then. */
+static bool purge_range(void *p, size_t size) {
+  count(&ebb_stat_purge_calls, 1);
+#ifdef MADV_FREE
+  if (ebb_opt.madv_free && madvise(p, size, MADV_FREE) == 0) return false;
+#endif
+  madvise(p, size, MADV_DONTNEED);
+  return true;
+}
+
 bool os_purge(void *p, size_t size) {
   int saved = errno;
-  count(&ebb_stat_purge_calls, 1);
   count(&ebb_stat_purged_bytes, size);
-  bool zeroed = true;
-#ifdef MADV_FREE
-  if (ebb_opt.madv_free && madvise(p, size, MADV_FREE) == 0) zeroed = false;
-  else
+  bool zeroed = purge_range(p, size);
+  errno = saved;
+  return zeroed;
+}
+
+/* ---- batched purges ----------------------------------------------------------
+ * One process_madvise for the whole batch, on the process itself: the
+ * kernel flushes the TLB once for all the ranges.  Kernels before 6.15 do
+ * not know the self pidfd (EBADF), before 6.13 refuse MADV_DONTNEED on it
+ * (EINVAL), a seccomp filter may refuse the call (EPERM, ENOSYS): then every
+ * batch, from then on, goes as one madvise per range. */
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440 /* the same number on every architecture */
 #endif
-    madvise(p, size, MADV_DONTNEED);
+#define EBB_PIDFD_SELF (-10000) /* PIDFD_SELF_THREAD: the calling thread's process, no fd needed */
+_Static_assert(sizeof(((ebb_purge_batch_t *)0)->range[0]) == sizeof(struct iovec) &&
+                   offsetof(struct iovec, iov_base) == 0 && offsetof(struct iovec, iov_len) == sizeof(void *),
+               "a batch's ranges are iovecs");
+
+_Atomic int ebb_os_vector_purge_refused; /* set once the kernel refuses the vector call */
+
+/* Ranges [from, count) by the vector call; returns the first not done. */
+static size_t purge_vector(ebb_purge_batch_t *batch, size_t from, int advice) {
+  struct iovec *iov = (struct iovec *)(void *)batch->range;
+  while (from < batch->count && !atomic_load_explicit(&ebb_os_vector_purge_refused, memory_order_relaxed)) {
+    if (batch->count - from == 1) return from; /* one range: madvise is as good */
+    count(&ebb_stat_purge_calls, 1);
+    long done = syscall(SYS_process_madvise, EBB_PIDFD_SELF, iov + from, batch->count - from, advice, 0);
+    if (done < 0) {
+      if (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM)
+        atomic_store_explicit(&ebb_os_vector_purge_refused, 1, memory_order_relaxed);
+      return from;
+    }
+    /* A short count (it stops at a range it cannot advise): past the
+     * ranges done, and what is left of a range done in part. */
+    size_t left = (size_t)done;
+    while (from < batch->count && left >= iov[from].iov_len) left -= iov[from++].iov_len;
+    if (left > 0) {
+      iov[from].iov_base = (char *)iov[from].iov_base + left;
+      iov[from].iov_len -= left;
+    }
+    if (done == 0) return from;
+  }
+  return from;
+}
+
+void os_purge_batch_add(ebb_purge_batch_t *batch, void *p, size_t size) {
+  if (size == 0) return;
+  if (batch->count > 0) { /* adjacent to the last range: one range */
+    size_t last = batch->count - 1;
+    if ((char *)batch->range[last].base + batch->range[last].len == (char *)p) {
+      batch->range[last].len += size;
+      return;
+    }
+  }
+  if (batch->count == EBB_PURGE_BATCH && !os_purge_batch_flush(batch)) batch->kept_contents = true;
+  batch->range[batch->count].base = p;
+  batch->range[batch->count].len = size;
+  batch->count++;
+}
+
+bool os_purge_batch_flush(ebb_purge_batch_t *batch) {
+  bool zeroed = !batch->kept_contents;
+  batch->kept_contents = false;
+  if (batch->count == 0) return zeroed;
+  int saved = errno;
+  size_t bytes = 0;
+  for (size_t i = 0; i < batch->count; i++) bytes += batch->range[i].len;
+  count(&ebb_stat_purged_bytes, bytes);
+  int advice = MADV_DONTNEED;
+#ifdef MADV_FREE
+  if (ebb_opt.madv_free) advice = MADV_FREE;
+#endif
+  size_t next = purge_vector(batch, 0, advice);
+  if (advice != MADV_DONTNEED && next > 0) zeroed = false;
+  for (; next < batch->count; next++) /* the rest, a call each */
+    if (!purge_range(batch->range[next].base, batch->range[next].len)) zeroed = false;
+  batch->count = 0;
   errno = saved;
   return zeroed;
 }

@@ -123,15 +123,16 @@ uint64_t page_purge_plan(ebb_page_t *page) {
   return purge;
 }
 
-/* Give back the units planned; no lock needed, as long as nothing carves
- * the page's holes or retires the page meanwhile. */
-size_t page_purge_apply(ebb_page_t *page, uint64_t purge) {
+/* Give back the units planned, into `batch`; no lock needed, as long as
+ * nothing carves the page's holes or retires the page before the batch is
+ * flushed. */
+size_t page_purge_apply(ebb_page_t *page, uint64_t purge, ebb_purge_batch_t *batch) {
   size_t span = (size_t)page->slice_count * EBB_SLICE_SIZE;
   size_t unit = page_unit_size(page), units = span / unit, bytes = 0;
   for (uint64_t todo = purge; todo;) {
     size_t first = (size_t)__builtin_ctzll(todo), end = first;
     while (end < units && (todo >> end) & 1) end++;
-    os_purge(page->start + first * unit, (end - first) * unit);
+    os_purge_batch_add(batch, page->start + first * unit, (end - first) * unit);
     bytes += (end - first) * unit;
     todo &= end >= 64 ? 0 : ~(uint64_t)0 << end;
   }
@@ -140,7 +141,12 @@ size_t page_purge_apply(ebb_page_t *page, uint64_t purge) {
 
 size_t page_purge_free_units(ebb_page_t *page) {
   uint64_t purge = page_purge_plan(page);
-  return purge ? page_purge_apply(page, purge) : 0;
+  if (purge == 0) return 0;
+  ebb_purge_batch_t batch;
+  os_purge_batch_init(&batch);
+  size_t bytes = page_purge_apply(page, purge, &batch);
+  os_purge_batch_flush(&batch);
+  return bytes;
 }
 
 /* ---- sparse pages ------------------------------------------------------------ */
@@ -255,6 +261,8 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
   ebb_page_queue_t keep = {NULL, NULL}, empty = {NULL, NULL};
   size_t left = 0;
   ebb_page_t *page;
+  ebb_purge_batch_t batch; /* the class's pages in one call: all stay busy till it is flushed */
+  os_purge_batch_init(&batch);
   while ((page = work.first) != NULL) {
     page_queue_remove(&work, page);
     /* BUSY stays set until the page is back on a list: until then the
@@ -269,7 +277,8 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
       state = DETACHED_DIRTY;
     }
     if (state == DETACHED_DIRTY && (force || decay_reached(now, page->stamp, decay_ms))) {
-      page_purge_free_units(page);
+      uint64_t units = page_purge_plan(page);
+      if (units) page_purge_apply(page, units, &batch);
       state = DETACHED_PURGED; /* clean until something is freed into it */
     } else if (state == DETACHED_DIRTY) {
       left += (size_t)page->slice_count * EBB_SLICE_SIZE;
@@ -279,6 +288,7 @@ static size_t purge_sparse_class(ebb_heap_t *heap, unsigned cls, uint32_t now, l
     page->detached = state | DETACHED_BUSY;
     page_queue_push(retire ? &empty : &keep, page);
   }
+  os_purge_batch_flush(&batch);
   lock_acquire(&heap->sparse_lock);
   for (ebb_page_t *p = keep.first; p; p = p->next) p->detached &= (uint8_t)~DETACHED_BUSY;
   for (ebb_page_t *p = empty.first; p; p = p->next) p->detached &= (uint8_t)~DETACHED_BUSY;
@@ -318,16 +328,19 @@ static void purge_remote_list(ebb_page_t *page, ebb_block_t *list, uint32_t coun
                               ebb_block_t **last) {
   size_t bs = page->block_size, os_page = ebb_os_page_size;
   uint32_t n = 0;
+  ebb_purge_batch_t batch; /* flushed before the list goes back */
+  os_purge_batch_init(&batch);
   for (ebb_block_t *b = list;; b = block_next(b)) {
     if (unlikely(++n > count)) ebb_fatal_pointer("free", b, EBB_REASON_LIST_LOOP);
     if (!remote_block_purged(b)) {
       uintptr_t from = ((uintptr_t)b + os_page) & ~(uintptr_t)(os_page - 1);
       uintptr_t to = ((uintptr_t)b + bs) & ~(uintptr_t)(os_page - 1);
-      if (to > from) os_purge((void *)from, to - from);
+      if (to > from) os_purge_batch_add(&batch, (void *)from, to - from);
       ((uintptr_t *)b)[1] = REMOTE_PURGED_MAGIC ^ (uintptr_t)b;
     }
     if (block_next(b) == NULL) {
       *last = b;
+      os_purge_batch_flush(&batch);
       return;
     }
   }
@@ -407,7 +420,10 @@ static void purge_remote_small(ebb_segment_t *seg, ebb_page_t *page, uintptr_t w
       kept++;
     }
     if (tail) block_set_next(tail, NULL);
-    page_purge_apply(page, purge);
+    ebb_purge_batch_t batch;
+    os_purge_batch_init(&batch);
+    page_purge_apply(page, purge, &batch);
+    os_purge_batch_flush(&batch);
     list = head;
     last = tail;
     count = kept;
@@ -565,10 +581,11 @@ static size_t purge_shared_idle(uint32_t now, long long decay_ms, bool force) {
      * for one here could deadlock with it).  A thread that still sees the
      * mark only skips the page; one that sees it gone finds the madvise
      * done.  A page that emptied meanwhile retires at the next pass. */
-    for (size_t i = 0; i < n; i++) {
-      page_purge_apply(planned[i], units[i]);
-      __atomic_store_n(&planned[i]->detached, 0, __ATOMIC_RELEASE);
-    }
+    ebb_purge_batch_t batch;
+    os_purge_batch_init(&batch);
+    for (size_t i = 0; i < n; i++) page_purge_apply(planned[i], units[i], &batch);
+    os_purge_batch_flush(&batch);
+    for (size_t i = 0; i < n; i++) __atomic_store_n(&planned[i]->detached, 0, __ATOMIC_RELEASE);
   }
   return left;
 }
@@ -630,10 +647,17 @@ static size_t purge_pass(uint32_t now, long long decay_ms, bool force) {
    * that the walk below purges in the same pass (ebb_collect(true) must
    * not leave them for the next one). */
   left += segments_purge_abandoned(now, decay_ms, force);
+  /* The free slices first, in one walk and as few calls as the batch
+   * takes: what it claims, no page can take till it is flushed. */
+  ebb_slice_purge_t slices;
+  segment_purge_init(&slices);
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
-    left += segment_purge_free(seg, now, decay_ms, force) +
-            segment_purge_remote(seg, now, decay_ms, force) + segment_trim_stale(seg, now, decay_ms, force);
+    left += segment_purge_free(seg, now, decay_ms, force, &slices);
+  segment_purge_finish(&slices);
+  for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
+       seg = seg->all_next)
+    left += segment_purge_remote(seg, now, decay_ms, force) + segment_trim_stale(seg, now, decay_ms, force);
   heaps_mark_quiet();
   left += medium_caches_idle(force);
   left += purge_shared_idle(now, decay_ms, force);
@@ -702,9 +726,12 @@ static void purge_pressure(uint32_t now) {
   }
   if (cutoff < PRESSURE_MIN_AGE_MS) cutoff = PRESSURE_MIN_AGE_MS;
   atomic_fetch_add_explicit(&ebb_stat_purge_passes, 1, memory_order_relaxed);
+  ebb_slice_purge_t slices;
+  segment_purge_init(&slices);
   for (ebb_segment_t *seg = atomic_load_explicit(&ebb_all_segments, memory_order_acquire); seg;
        seg = seg->all_next)
-    segment_purge_free(seg, now, cutoff, false);
+    segment_purge_free(seg, now, cutoff, false, &slices);
+  segment_purge_finish(&slices);
 }
 
 /* ---- the memory limit -------------------------------------------------------- */

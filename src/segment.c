@@ -205,9 +205,11 @@ size_t segments_committed_bytes(void) {
   return (mapped > normal ? mapped - normal : 0) + dirty;
 }
 
-/* The purger's part: claim the free dirty slices old enough, purge them
- * unlocked (runs of slices, one call each), then clear their dirty bits. */
-size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force) {
+/* The purger's part: claim the free dirty slices old enough (marked
+ * purging), give them back unlocked, in one call with other segments'
+ * (segment_purge_finish), then clear their dirty bits. */
+size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, bool force,
+                          ebb_slice_purge_t *sp) {
   if (((seg->dirty_slices & ~seg->used_slices) & ~HEADER_SLICES) == 0) return 0; /* racy peek */
   lock_acquire(&seg->lock);
   uint64_t candidates = seg->dirty_slices & ~seg->used_slices & ~seg->purging_slices & ~HEADER_SLICES;
@@ -221,25 +223,40 @@ size_t segment_purge_free(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
   lock_release(&seg->lock);
   size_t left = (size_t)__builtin_popcountll(candidates & ~purge) * EBB_SLICE_SIZE;
   if (purge == 0) return left;
-  uint64_t lazy = 0;
+  /* Its runs (at most 32 of 64 slices) all in one batch, with room for them. */
+  size_t runs = (size_t)__builtin_popcountll(purge & ~(purge << 1));
+  if (sp->claims == EBB_PURGE_BATCH || runs > os_purge_batch_room(&sp->os)) segment_purge_finish(sp);
   for (uint64_t todo = purge; todo;) {
     size_t first = (size_t)__builtin_ctzll(todo);
     size_t end = first;
     while (end < 64 && (todo >> end) & 1) end++;
-    uint64_t run = run_mask(first, end - first);
-    if (!os_purge(slice_start(seg, first), (end - first) * EBB_SLICE_SIZE)) lazy |= run;
-    todo &= ~run;
+    os_purge_batch_add(&sp->os, slice_start(seg, first), (end - first) * EBB_SLICE_SIZE);
+    todo &= ~run_mask(first, end - first);
   }
-  lock_acquire(&seg->lock);
-  for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
-  seg->purging_slices &= ~purge;
-  seg->dirty_slices &= ~purge;
-  slice_bytes_add(&free_resident_bytes, purge, false);
-  atomic_fetch_sub_explicit(&normal_dirty_bytes, (size_t)__builtin_popcountll(purge) * EBB_SLICE_SIZE,
-                            memory_order_relaxed);
-  seg->lazy_slices |= lazy;
-  lock_release(&seg->lock);
+  sp->claim[sp->claims].seg = seg;
+  sp->claim[sp->claims].slices = purge;
+  sp->claims++;
   return left;
+}
+
+void segment_purge_finish(ebb_slice_purge_t *sp) {
+  /* MADV_FREE (the madv_free option) keeps the contents: the slices are
+   * then lazy, not fresh (one answer for the whole batch). */
+  bool zeroed = os_purge_batch_flush(&sp->os);
+  for (size_t k = 0; k < sp->claims; k++) {
+    ebb_segment_t *seg = sp->claim[k].seg;
+    uint64_t purge = sp->claim[k].slices;
+    lock_acquire(&seg->lock);
+    for (uint64_t m = purge; m; m &= m - 1) seg->pages[__builtin_ctzll(m)].touched = 0;
+    seg->purging_slices &= ~purge;
+    seg->dirty_slices &= ~purge;
+    slice_bytes_add(&free_resident_bytes, purge, false);
+    atomic_fetch_sub_explicit(&normal_dirty_bytes, (size_t)__builtin_popcountll(purge) * EBB_SLICE_SIZE,
+                              memory_order_relaxed);
+    if (!zeroed) seg->lazy_slices |= purge;
+    lock_release(&seg->lock);
+  }
+  sp->claims = 0;
 }
 
 /* ---- residency a page inherited -------------------------------------------------
@@ -280,8 +297,11 @@ size_t segment_trim_stale(ebb_segment_t *seg, uint32_t now, long long decay_ms, 
   }
   lock_release(&seg->lock);
   if (n == 0) return left;
+  ebb_purge_batch_t batch;
+  os_purge_batch_init(&batch);
   for (size_t k = 0; k < n; k++)
-    os_purge(slice_start(seg, trims[k].slice) + trims[k].from, trims[k].to - trims[k].from);
+    os_purge_batch_add(&batch, slice_start(seg, trims[k].slice) + trims[k].from, trims[k].to - trims[k].from);
+  os_purge_batch_flush(&batch);
   lock_acquire(&seg->lock);
   for (size_t k = 0; k < n; k++) {
     seg->purging_slices &= ~((uint64_t)1 << trims[k].slice);

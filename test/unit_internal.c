@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -1026,6 +1027,76 @@ static void test_sampling_counts_recycled_blocks(size_t size) {
   CHECK(all_b > want / 2 && all_b < want * 2);
 }
 
+/* A purge batch gives back exactly its ranges, zeroed, whichever way it
+ * reaches the kernel: one process_madvise (with a short count at a range
+ * that is not mapped, and a flush when the batch fills), or, where the
+ * kernel refuses that, one madvise a range. */
+static void purge_batch_round(bool vector) {
+  size_t ps = ebb_os_page_size, pages = 200;
+  uint8_t *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(m != MAP_FAILED);
+  if (m == MAP_FAILED) return;
+  memset(m, 0x5a, pages * ps);
+  CHECK(munmap(m + 150 * ps, ps) == 0); /* a hole: the kernel stops there */
+  atomic_store(&ebb_os_vector_purge_refused, vector ? 0 : 1);
+  bool purged[200] = {false};
+  ebb_stats_t st0, st1;
+  ebb_stats_get(&st0);
+  ebb_purge_batch_t batch;
+  os_purge_batch_init(&batch);
+  /* 70 single pages, every other one (more than a batch holds) ... */
+  for (size_t i = 0; i < 140; i += 2) {
+    os_purge_batch_add(&batch, m + i * ps, ps);
+    purged[i] = true;
+  }
+  /* ... three adjacent ones, which make one range, then the hole and a page past it */
+  for (size_t i = 142; i < 145; i++) {
+    os_purge_batch_add(&batch, m + i * ps, ps);
+    purged[i] = true;
+  }
+  CHECK(batch.range[batch.count - 1].len == 3 * ps);
+  os_purge_batch_add(&batch, m + 150 * ps, ps);
+  os_purge_batch_add(&batch, m + 160 * ps, ps);
+  purged[160] = true;
+  CHECK(os_purge_batch_flush(&batch));
+  CHECK(batch.count == 0);
+  ebb_stats_get(&st1);
+  for (size_t i = 0; i < pages; i++) {
+    if (i == 150) continue;
+    uint8_t want = purged[i] ? 0 : 0x5a;
+    if (m[i * ps] != want || m[i * ps + ps - 1] != want) {
+      fprintf(stderr, "page %zu: %#x, want %#x\n", i, m[i * ps], want);
+      CHECK(0);
+      break;
+    }
+  }
+  size_t calls = (size_t)(st1.purge_calls - st0.purge_calls);
+  if (!vector) CHECK(calls == 64 + 9); /* a range a call: 64 at the fill, 6 + 1 + 2 at the end */
+  else if (!atomic_load(&ebb_os_vector_purge_refused))
+    CHECK(calls <= 5); /* the full batch; then the rest, cut short at the hole */
+  munmap(m, 150 * ps);
+  munmap(m + 151 * ps, (pages - 151) * ps);
+}
+
+static void test_purge_batch(void) {
+  purge_batch_round(true);
+  purge_batch_round(false);
+  atomic_store(&ebb_os_vector_purge_refused, 0);
+  /* MADV_FREE keeps the contents until the kernel needs the pages: the
+   * batch says the ranges may not read as zero. */
+  ebb_opt.madv_free = true;
+  uint8_t *m = mmap(NULL, 4 * ebb_os_page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(m != MAP_FAILED);
+  memset(m, 1, 4 * ebb_os_page_size);
+  ebb_purge_batch_t batch;
+  os_purge_batch_init(&batch);
+  os_purge_batch_add(&batch, m, ebb_os_page_size);
+  os_purge_batch_add(&batch, m + 2 * ebb_os_page_size, ebb_os_page_size);
+  CHECK(!os_purge_batch_flush(&batch));
+  ebb_opt.madv_free = false;
+  munmap(m, 4 * ebb_os_page_size);
+}
+
 int main(void) {
   test_slow_path_candidates();
   test_direct_mid();
@@ -1048,6 +1119,7 @@ int main(void) {
   test_large_shared();
   test_huge_growth_takes_cached_pages();
   test_lock_behaviour();
+  test_purge_batch();
   test_size_classes();
   test_block_start_check();
   test_block_start_far();
