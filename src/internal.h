@@ -751,7 +751,7 @@ bool os_purge(void *p, size_t size);       /* give pages back, keep the range; f
 /* Ranges to give back, gathered for one system call.  Every madvise that
  * takes resident pages waits for the other CPUs running this process to
  * drop their TLB entries (an IPI each): beside busy CPUs that wait, not the
- * bytes, was the purge's cost (README, "fewer, larger purge calls").  A
+ * bytes, was the purge's cost (README, "At 00559a4: fewer purge calls").  A
  * batch goes to the kernel as one process_madvise, one flush for all its
  * ranges, where the kernel takes it (6.13 and later take MADV_DONTNEED for
  * the process itself; 6.15 the self pidfd), and as one madvise per range
