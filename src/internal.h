@@ -747,7 +747,6 @@ void os_init(void);
 void *os_map(size_t size);                 /* NULL + ENOMEM on failure */
 void *os_map_aligned(size_t size, size_t alignment, size_t offset);
 void os_unmap(void *p, size_t size);
-bool os_purge(void *p, size_t size);       /* give pages back, keep the range; false: MADV_FREE (may not read as zero) */
 /* Ranges to give back, gathered for one system call.  Every madvise that
  * takes resident pages waits for the other CPUs running this process to
  * drop their TLB entries (an IPI each): beside busy CPUs that wait, not the

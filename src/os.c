@@ -156,14 +156,6 @@ static bool purge_range(void *p, size_t size) {
   return true;
 }
 
-bool os_purge(void *p, size_t size) {
-  int saved = errno;
-  count(&ebb_stat_purged_bytes, size);
-  bool zeroed = purge_range(p, size);
-  errno = saved;
-  return zeroed;
-}
-
 /* ---- batched purges ----------------------------------------------------------
  * One process_madvise for the whole batch, on the process itself: the
  * kernel flushes the TLB once for all the ranges.  Kernels before 6.15 do
